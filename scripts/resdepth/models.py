@@ -1,0 +1,139 @@
+"""Residual towers  x_l = x_{l-1} + λ_l · f_l(x_{l-1})  and the full models around them.
+
+A model is ``head ∘ tower ∘ stem``. The tower only knows a list of residual branches
+and one scale λ_l per branch, so any branch of matching input/output shape (MLP here,
+conv elsewhere) plugs in without touching it. Analysis code (expansion terms, lesions)
+relies on exactly two attributes of a tower: ``branches`` and ``scales()``.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+#: Named scalings (PAPER.md §1). Any positive float is also accepted: a fixed λ.
+NAMED_SCALINGS = ("one", "inv_sqrt", "inv", "bn", "skipinit")
+
+
+def parse_scaling(scaling):
+    """Return a named scaling unchanged, or a fixed λ as a float; reject anything else."""
+    if isinstance(scaling, str) and scaling in NAMED_SCALINGS:
+        return scaling
+    try:
+        value = float(scaling)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"unknown scaling {scaling!r}: expected one of {', '.join(NAMED_SCALINGS)} "
+            "or a positive number (a fixed λ)"
+        ) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"a fixed λ must be a positive finite number, got {scaling!r}")
+    return value
+
+
+def branch_scale(scaling, depth):
+    """The initial λ of every branch for a tower of ``depth`` branches.
+
+    ``bn`` keeps λ = 1 (normalisation does the taming); ``skipinit`` starts at 0 and is
+    learned per branch.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    scaling = parse_scaling(scaling)
+    if isinstance(scaling, float):
+        return scaling
+    return {
+        "one": 1.0,
+        "bn": 1.0,
+        "inv_sqrt": 1.0 / math.sqrt(depth),
+        "inv": 1.0 / depth,
+        "skipinit": 0.0,
+    }[scaling]
+
+
+class ResidualTower(nn.Module):
+    """n residual branches applied as x ← x + λ_l f_l(x).
+
+    For ``skipinit`` the λ_l are learnable (SkipInit's α_l, initialised at 0); otherwise
+    they are a fixed buffer, saved with the weights so a loaded model knows its λ.
+    """
+
+    def __init__(self, branches, scaling):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.scaling = parse_scaling(scaling)
+        init = torch.full((len(self.branches),), branch_scale(self.scaling, len(self.branches)))
+        if self.scaling == "skipinit":
+            self.alpha = nn.Parameter(init)
+        else:
+            self.register_buffer("lam", init)
+
+    def scales(self):
+        """Per-branch λ_l as a 1-D tensor (learned α_l for skipinit)."""
+        return self.alpha if self.scaling == "skipinit" else self.lam
+
+    def forward(self, x):
+        for branch, lam in zip(self.branches, self.scales(), strict=True):
+            x = x + lam * branch(x)
+        return x
+
+
+class ResNet(nn.Module):
+    """``head(tower(stem(x)))``; the three parts are public for analysis code."""
+
+    def __init__(self, stem, tower, head):
+        super().__init__()
+        self.stem, self.tower, self.head = stem, tower, head
+
+    def forward(self, x):
+        return self.head(self.tower(self.stem(x)))
+
+
+def mlp_branch(width, batchnorm=False):
+    """Linear-ReLU-Linear (with BatchNorm after each Linear for the ``bn`` scaling)."""
+    if batchnorm:
+        return nn.Sequential(
+            nn.Linear(width, width, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Linear(width, width, bias=False),
+            nn.BatchNorm1d(width),
+        )
+    return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+
+
+def he_init_(model):
+    """He (Kaiming-normal, fan-in) weights and zero biases for every Linear/Conv layer.
+
+    Zero biases keep the towers positively homogeneous at initialisation, which makes
+    the init-norm sweep (claim C2) a pure statement about depth and λ.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def mlp_resnet(input_shape, num_classes, width, depth, scaling):
+    """Flatten → Linear stem → residual MLP tower → Linear head."""
+    scaling = parse_scaling(scaling)
+    stem = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width))
+    branches = [mlp_branch(width, batchnorm=scaling == "bn") for _ in range(depth)]
+    return he_init_(ResNet(stem, ResidualTower(branches, scaling), nn.Linear(width, num_classes)))
+
+
+#: Builders ``f(input_shape, num_classes, width, depth, scaling, **options) -> ResNet``.
+ARCHITECTURES = {"mlp": mlp_resnet}
+
+
+def build_model(arch, input_shape, num_classes, width, depth, scaling, **options):
+    """Build a freshly initialised model; the caller seeds torch beforehand.
+
+    ``options`` are architecture-specific settings from the config (e.g. a conv stem's
+    downsampling); the MLP takes none.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](tuple(input_shape), num_classes, width, depth, scaling, **options)

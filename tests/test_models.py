@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from resdepth import models
+
+
+@pytest.mark.parametrize(
+    "scaling, depth, expected",
+    [
+        ("one", 16, 1.0),
+        ("bn", 16, 1.0),
+        ("inv_sqrt", 16, 0.25),
+        ("inv", 16, 1 / 16),
+        ("skipinit", 16, 0.0),
+        (0.3, 16, 0.3),
+        ("0.3", 7, 0.3),
+    ],
+)
+def test_branch_scale_per_scaling(scaling, depth, expected):
+    assert models.branch_scale(scaling, depth) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["half", -1.0, 0.0, float("nan"), None])
+def test_bad_scaling_is_rejected(bad):
+    with pytest.raises(ValueError):
+        models.parse_scaling(bad)
+
+
+@pytest.mark.parametrize("scaling", models.NAMED_SCALINGS + (0.2,))
+def test_tower_forward_equals_explicit_loop(scaling):
+    torch.manual_seed(0)
+    model = models.build_model("mlp", (8, 8), 10, width=12, depth=5, scaling=scaling).double()
+    if scaling == "skipinit":  # make the check non-trivial
+        with torch.no_grad():
+            model.tower.alpha.copy_(torch.linspace(0.1, 0.5, 5))
+    model.eval()
+    x = torch.randn(7, 8, 8, dtype=torch.float64)
+    h = model.stem(x)
+    lam = models.branch_scale(scaling, 5) if scaling != "skipinit" else None
+    for i, branch in enumerate(model.tower.branches):
+        scale = model.tower.alpha[i] if scaling == "skipinit" else lam
+        h = h + scale * branch(h)
+    torch.testing.assert_close(model(x), model.head(h))
+
+
+def test_skipinit_starts_as_identity():
+    torch.manual_seed(0)
+    model = models.build_model("mlp", (64,), 10, width=16, depth=9, scaling="skipinit")
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(model.tower(x), x)
+    assert model.tower.alpha.requires_grad
+
+
+def test_lambda_is_saved_with_weights():
+    model = models.build_model("mlp", (4,), 3, width=8, depth=4, scaling="inv")
+    state = model.state_dict()
+    assert torch.allclose(state["tower.lam"], torch.full((4,), 0.25))
+
+
+def test_unknown_arch_is_rejected():
+    with pytest.raises(ValueError, match="unknown arch"):
+        models.build_model("transformer", (4,), 3, 8, 2, "one")
+
+
+def test_explosion_at_init_for_lambda_one():
+    """C2 in miniature: λ=1 norms grow geometrically, λ=1/n stays O(1)."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 64, dtype=torch.float64)
+    ratios = {}
+    for scaling in ("one", "inv"):
+        tower = models.build_model("mlp", (64,), 10, 64, 40, scaling).double().tower
+        ratios[scaling] = (tower(x).norm() / x.norm()).item()
+    assert ratios["one"] > 1e6
+    assert ratios["inv"] < math.e**2
