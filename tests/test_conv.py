@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from resdepth import augment, models
+from resdepth import augment, models, scalings
 
 
-@pytest.mark.parametrize("scaling", models.NAMED_SCALINGS + (0.2,))
+@pytest.mark.parametrize("scaling", scalings.NAMED_SCALINGS + (0.2,))
 def test_conv_tower_forward_equals_explicit_loop(scaling):
     torch.manual_seed(0)
     model = models.build_model("conv", (3, 8, 8), 10, 6, 4, scaling, stem_stride=2).double()
@@ -15,7 +15,7 @@ def test_conv_tower_forward_equals_explicit_loop(scaling):
     x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
     h = model.stem(x)
     for i, branch in enumerate(model.tower.branches):
-        scale = model.tower.alpha[i] if scaling == "skipinit" else models.branch_scale(scaling, 4)
+        scale = model.tower.alpha[i] if scaling == "skipinit" else scalings.branch_scale(scaling, 4)
         h = h + scale * branch(h)
     torch.testing.assert_close(model(x), model.head(h))
 
