@@ -1,62 +1,14 @@
 import gzip
 import http.server
-import io
 import pickle
-import tarfile
 import threading
 
 import numpy as np
 import pytest
 import torch
+from cifar_archive import PER_BATCH, batch_pickle, write_archive
 
-from resdepth import cifar10
-
-PER_BATCH = 3  # images per batch file in the small test archives
-
-
-def _batch_pickle(images, labels):
-    """One batch file in the official layout: a protocol-2 pickle with bytes keys."""
-    batch = {
-        b"batch_label": b"test batch",
-        b"labels": [int(y) for y in labels],
-        b"data": images.reshape(len(images), -1),
-        b"filenames": [f"img{i}.png".encode() for i in range(len(images))],
-    }
-    return pickle.dumps(batch, protocol=2)
-
-
-def write_archive(path, replace=None, omit=()):
-    """Write a small archive with the official member names; return its images and labels.
-
-    ``replace`` maps a member name to raw bytes stored instead of its pickle; ``omit``
-    leaves members out. Image i of the whole set has every pixel of channel c equal to
-    (i·7 + c) mod 256, label i mod 10, so decoding errors show up as wrong values.
-    """
-    members = (*cifar10.TRAIN_MEMBERS, cifar10.TEST_MEMBER)
-    n = PER_BATCH * len(members)
-    images = np.zeros((n, 3, 32, 32), dtype=np.uint8)
-    for i in range(n):
-        for c in range(3):
-            images[i, c] = (i * 7 + c) % 256
-    images[:, 0, 0, 1] = 255  # break the symmetry between rows and columns
-    labels = np.arange(n) % 10
-    payloads = {
-        name: _batch_pickle(
-            images[k * PER_BATCH : (k + 1) * PER_BATCH], labels[k * PER_BATCH : (k + 1) * PER_BATCH]
-        )
-        for k, name in enumerate(members)
-    }
-    names = [f"class{k}".encode() for k in range(10)]
-    payloads[cifar10.META_MEMBER] = pickle.dumps({b"label_names": names}, protocol=2)
-    payloads.update(replace or {})
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in payloads.items():
-            if name in omit:
-                continue
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return images, labels
+from resdepth import cifar10, data
 
 
 @pytest.fixture
@@ -83,9 +35,32 @@ def test_channel_stats_match_numpy(archive):
     path, images, _ = archive
     data = cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
     mean, std = cifar10.channel_stats(data["x_train"], chunk=4)  # several chunks
-    train = images[: 5 * PER_BATCH] / 255
+    train = images[: 5 * PER_BATCH].astype(np.float64)
     np.testing.assert_allclose(mean, train.mean(axis=(0, 2, 3)))
     np.testing.assert_allclose(std, train.std(axis=(0, 2, 3)))
+
+
+def test_prepared_tensors_normalise_the_train_split(archive):
+    path, _, _ = archive
+    md5 = cifar10.md5sum(path)
+    tensors, manifest = cifar10.prepared_tensors(path, expected_md5=md5)
+    prepared = data.Prepared(num_classes=10, **tensors)
+    x = prepared.inputs(prepared.x_train)
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 2, 3), correction=0), torch.ones(3))
+    assert manifest["archive_md5"] == md5 and len(manifest["channel_std"]) == 3
+    assert prepared.x_test.dtype == torch.uint8
+
+
+def test_configured_archive_must_exist_when_the_dag_is_planned(tmp_path):
+    download_target = tmp_path / "downloads" / cifar10.ARCHIVE_NAME
+    assert cifar10.archive_to_read({"archive": None}, download_target) == str(download_target)
+    present = tmp_path / "mine.tar.gz"
+    present.write_bytes(b"x")
+    assert cifar10.archive_to_read({"archive": str(present)}, download_target) == str(present)
+    with pytest.raises(cifar10.ArchiveError, match="not found") as err:
+        cifar10.archive_to_read({"archive": str(tmp_path / "absent.tar.gz")}, download_target)
+    assert "absent.tar.gz" in str(err.value) and cifar10.ARCHIVE_MD5 in str(err.value)
 
 
 def test_the_official_checksum_is_the_default(archive):
@@ -128,7 +103,7 @@ def test_truncated_archive_with_matching_checksum_fails_to_decode(archive):
     "member, payload, omit",
     [
         (cifar10.TRAIN_MEMBERS[2], b"\x80\x02garbage", ()),
-        (cifar10.TEST_MEMBER, _batch_pickle(np.zeros((2, 5), np.uint8), [0, 1]), ()),
+        (cifar10.TEST_MEMBER, batch_pickle(np.zeros((2, 5), np.uint8), [0, 1]), ()),
         (cifar10.META_MEMBER, None, (cifar10.META_MEMBER,)),
         # A pickle that would run code must be refused, not executed.
         (cifar10.TRAIN_MEMBERS[0], pickle.dumps(print, protocol=2), ()),

@@ -96,3 +96,19 @@ def test_each_augmented_image_is_a_crop_or_mirror_of_its_own_source():
         used.update(matches)
     assert any(flip for _, _, flip in used) and any(not flip for _, _, flip in used)
     assert len({(dy, dx) for dy, dx, _ in used}) > 1  # the offsets really vary
+
+
+def test_residual_stream_stays_float32_under_bf16_autocast():
+    """With λ = 1/100 a bf16 stream would round most of each branch's update away."""
+    torch.manual_seed(0)
+    model = models.build_model("conv", (3, 16, 16), 10, 8, 100, "inv", stem_stride=2)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        h = model.stem(x)
+        exact_update = model.tower(h) - h
+        with torch.autocast("cpu", torch.bfloat16):
+            h_bf16 = model.stem(x)
+            update = model.tower(h_bf16) - h_bf16
+    assert h_bf16.dtype == update.dtype == torch.float32
+    error = (update - exact_update).norm() / exact_update.norm()
+    assert error < 0.05  # bf16 branch arithmetic only; a bf16 stream gives ~0.1

@@ -6,6 +6,9 @@ whose rows are the red, green and blue 32×32 planes one after the other. We che
 archive's MD5 before reading anything, so a truncated download or a different file fails
 early with a message that says what to do; the checksum can only be replaced by a caller
 that says explicitly it is reading a test archive.
+
+torch is imported only where tensors are made: the Snakefile imports this module to
+check the configured archive while it plans the DAG.
 """
 
 import hashlib
@@ -21,7 +24,6 @@ from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
-import torch
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -56,15 +58,28 @@ def md5sum(path, chunk_bytes=1 << 20):
     return digest.hexdigest()
 
 
-def verify_archive(path, expected_md5=ARCHIVE_MD5):
-    """Fail with a clear message unless ``path`` exists and has the expected MD5."""
-    path = Path(path)
-    if not path.is_file():
+def _require_file(path, expected_md5):
+    if not Path(path).is_file():
         raise ArchiveError(
             f"CIFAR-10 archive {path} not found (expected MD5 {expected_md5}): download "
             f"{URL} there, point the config at the file you have, or leave the archive "
             "path unset so the pipeline downloads it"
         )
+
+
+def archive_to_read(settings, download_target):
+    """The archive the prep rule reads (the config's ``datasets.cifar10`` section):
+    the configured file, which must exist, or else where the download rule puts it."""
+    if settings.get("archive") is None:
+        return str(download_target)
+    _require_file(settings["archive"], settings.get("test_archive_md5") or ARCHIVE_MD5)
+    return settings["archive"]
+
+
+def verify_archive(path, expected_md5=ARCHIVE_MD5):
+    """Fail with a clear message unless ``path`` exists and has the expected MD5."""
+    path = Path(path)
+    _require_file(path, expected_md5)
     actual = md5sum(path)
     if actual != expected_md5:
         raise ArchiveError(
@@ -138,22 +153,24 @@ def _read_member(tar, member):
 
 
 def _decode_batch(batch):
-    """Return (uint8 N×3×32×32 images, int64 N labels) from one unpickled batch."""
+    """Return (uint8 N×3×32×32 images, int64 N labels) arrays from one unpickled batch."""
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != np.prod(IMAGE_SHAPE):
         raise ValueError(f"data is {data.dtype} {data.shape}, expected uint8 N×3072")
     if labels.shape != (len(data),) or labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise ValueError(f"labels do not match the {len(data)} images or lie outside 0..9")
-    images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())
-    return images, torch.from_numpy(labels)
+    return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
 def load_archive(path, expected_md5=ARCHIVE_MD5):
     """Decode the archive into ``x_train, y_train, x_test, y_test`` and the class names.
 
-    Images are uint8 N×3×32×32 (normalise them on the device, per batch), labels int64.
+    Images are uint8 N×3×32×32 tensors (normalise them on the device, per batch),
+    labels int64.
     """
+    import torch
+
     verify_archive(path, expected_md5)
     member = "(archive)"
     try:
@@ -182,32 +199,48 @@ def load_archive(path, expected_md5=ARCHIVE_MD5):
     if len(class_names) != NUM_CLASSES:
         raise ArchiveError(f"{META_MEMBER} in {path} names {len(class_names)} classes, expected 10")
     return {
-        "x_train": torch.cat([x for x, _ in train]),
-        "y_train": torch.cat([y for _, y in train]),
-        "x_test": x_test,
-        "y_test": y_test,
+        "x_train": torch.from_numpy(np.concatenate([x for x, _ in train])),
+        "y_train": torch.from_numpy(np.concatenate([y for _, y in train])),
+        "x_test": torch.from_numpy(x_test.copy()),
+        "y_test": torch.from_numpy(y_test),
         "class_names": class_names,
     }
 
 
 def channel_stats(images, chunk=5000):
-    """Per-channel mean and std of uint8 images, in units of pixel/255 (float64 sums)."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
+    """Per-channel mean and std of N×C×H×W uint8 images, in pixel values (0..255).
+
+    Summed in float64 a chunk at a time: exact enough, and 50,000 images never exist
+    as float64 all at once.
+    """
+    total = np.zeros(images.shape[1])
+    total_sq = np.zeros(images.shape[1])
     for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].double() / 255
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-    count = images.numel() // images.shape[1]
+        x = np.asarray(images[start : start + chunk], dtype=np.float64)
+        total += x.sum(axis=(0, 2, 3))
+        total_sq += (x * x).sum(axis=(0, 2, 3))
+    count = len(images) * images.shape[2] * images.shape[3]
     mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0))
     return mean.tolist(), std.tolist()
 
 
-def fetch(dest):
-    """Return ``dest`` holding a verified official archive, downloading it if absent."""
-    dest = Path(dest)
-    if not dest.exists():
-        download(URL, dest)
-    verify_archive(dest)
-    return dest
+def prepared_tensors(path, expected_md5=ARCHIVE_MD5):
+    """The archive as a prepared data set: tensors for ``data.write_prepared`` (uint8
+    images with per-channel ``mean``/``std`` of the train split, shaped 3×1×1 to
+    normalise batches on the device) and the manifest's data-set specific keys."""
+    import torch
+
+    data = load_archive(path, expected_md5)
+    mean, std = channel_stats(data["x_train"])
+    tensors = {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    tensors["mean"] = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    tensors["std"] = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    manifest = {
+        "archive_md5": expected_md5,
+        "class_names": data["class_names"],
+        "channel_mean": mean,
+        "channel_std": std,
+        "stored": "uint8 pixels; model input = (x - channel_mean) / channel_std per batch",
+    }
+    return tensors, manifest

@@ -5,6 +5,7 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 
 import itertools
 
+from resdepth import cost
 from resdepth.scalings import parse_scaling
 
 #: A cell's settings, in run-id order.
@@ -51,10 +52,9 @@ def cell_for(runs, run_id):
     return runs[run_id]
 
 
-def train_resources(cell):
-    """Memory (MB) and runtime (min) estimates for a training job; grow with depth."""
-    depth_factor = cell["depth"] * cell["width"] / 4096
-    return {
-        "mem_mb": int(1000 + 50 * depth_factor),
-        "runtime": int(5 + cell["epochs"] * depth_factor / 10),
-    }
+def train_resources(cell, config):
+    """Scheduler resources of a training job: ``runtime`` (min) and ``mem_mb`` estimated
+    from its FLOPs and memory (both grow with depth), and ``gpu`` (1 when the config
+    asks for CUDA), so ``--resources gpu=K`` never oversubscribes a machine's GPUs."""
+    arch_options = config["arch_options"].get(cell["arch"], {})
+    return cost.train_resources(cell, config["training"], arch_options)

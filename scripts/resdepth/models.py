@@ -108,20 +108,36 @@ def conv_branch(channels, batchnorm=False):
     )
 
 
+class AtLeastFloat32(nn.Module):
+    """Casts half-precision activations up to float32 (float64 stays float64).
+
+    After the stem it keeps the residual stream in float32 under bf16 autocast: bf16
+    resolves only 2⁻⁸ of a value, so with λ = 1/1000 the update λ·f(x) would mostly
+    round away in x + λ·f(x). The branches still compute in bf16.
+    """
+
+    def forward(self, x):
+        return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1):
     """Conv stem (C_in → width channels, stride ``stem_stride``) → isotropic conv tower →
     global average pool → Linear head.
 
     The stem's kernel is ``stem_stride + 2`` with padding 1: a plain 3×3 conv at stride 1,
     and at stride s windows that cover every pixel and give exactly ⌊H/s⌋×⌊W/s⌋ maps
-    (a 32×32 image becomes 16×16 at stride 2). The tower then runs at that resolution.
+    (a 32×32 image becomes 16×16 at stride 2). The tower then runs at that resolution,
+    on a residual stream kept in float32 (see ``AtLeastFloat32``).
     """
     if len(input_shape) != 3:
         raise ValueError(f"conv needs C×H×W inputs, got input_shape {tuple(input_shape)}")
     if not (isinstance(stem_stride, int) and 1 <= stem_stride <= min(input_shape[1:])):
         raise ValueError(f"stem_stride must be an integer in 1..{min(input_shape[1:])}")
     scaling = parse_scaling(scaling)
-    stem = nn.Conv2d(input_shape[0], width, stem_stride + 2, stride=stem_stride, padding=1)
+    stem = nn.Sequential(
+        nn.Conv2d(input_shape[0], width, stem_stride + 2, stride=stem_stride, padding=1),
+        AtLeastFloat32(),
+    )
     branches = [conv_branch(width, batchnorm=scaling == "bn") for _ in range(depth)]
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
     return he_init_(ResNet(stem, ResidualTower(branches, scaling), head))

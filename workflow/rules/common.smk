@@ -15,7 +15,7 @@ if not config:
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import grid
+from resdepth import cifar10, grid
 
 TRAIN_RUNS = grid.training_runs(config)
 
@@ -28,3 +28,8 @@ def run_files(name):
 def lib(*names):
     """Library modules a job imports, as inputs: editing one reruns exactly its jobs."""
     return [f"scripts/resdepth/{name}.py" for name in names]
+
+
+def train_resources(wildcards):
+    """Scheduler resources of the training job of a run id (see grid.train_resources)."""
+    return grid.train_resources(grid.cell_for(TRAIN_RUNS, wildcards.run_id), config)
