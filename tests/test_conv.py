@@ -99,9 +99,9 @@ def test_each_augmented_image_is_a_crop_or_mirror_of_its_own_source():
 
 
 def test_residual_stream_stays_float32_under_bf16_autocast():
-    """With λ = 1/100 a bf16 stream would round most of each branch's update away."""
+    """With λ = 1/1000 a bf16 stream would round most of each branch's update away."""
     torch.manual_seed(0)
-    model = models.build_model("conv", (3, 16, 16), 10, 8, 100, "inv", stem_stride=2)
+    model = models.build_model("conv", (3, 16, 16), 10, 8, 20, 0.001, stem_stride=2)
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         h = model.stem(x)
@@ -111,4 +111,4 @@ def test_residual_stream_stays_float32_under_bf16_autocast():
             update = model.tower(h_bf16) - h_bf16
     assert h_bf16.dtype == update.dtype == torch.float32
     error = (update - exact_update).norm() / exact_update.norm()
-    assert error < 0.05  # bf16 branch arithmetic only; a bf16 stream gives ~0.1
+    assert error < 0.05  # bf16 branch arithmetic: ~0.005; a bf16 stream: ~0.8

@@ -64,8 +64,10 @@ def test_augmented_training_is_deterministic_and_uses_the_augmentation():
     assert plain["train_loss"] != first["train_loss"]
 
 
-def test_compile_option_compiles_every_branch_and_keeps_state_dict_keys(monkeypatch):
+def test_compile_option_compiles_every_branch_into_one_shared_graph(monkeypatch):
     """Dynamo traces the branches for real; the eager backend spares the C++ build."""
+    from torch._dynamo.utils import counters
+
     compiled, real_compile = [], torch.compile
 
     def compile_eagerly(fn):
@@ -73,13 +75,16 @@ def test_compile_option_compiles_every_branch_and_keeps_state_dict_keys(monkeypa
         return real_compile(fn, backend="eager")
 
     monkeypatch.setattr(train.torch, "compile", compile_eagerly)
+    torch._dynamo.reset()
+    counters.clear()
     options = {**SETTINGS, **FAST, "compile": True}
-    metrics, _, model = train.train_run(cell(epochs=1), cifar_like(), options, CONV)
+    metrics, _, model = train.train_run(cell(depth=6, epochs=1), cifar_like(), options, CONV)
     monkeypatch.undo()
-    reference = train.train_run(cell(epochs=1), cifar_like(), {**SETTINGS, **FAST}, CONV)[2]
+    reference = train.train_run(cell(depth=6, epochs=1), cifar_like(), {**SETTINGS, **FAST}, CONV)
     assert metrics["status"] == "ok"
-    assert len(compiled) == cell()["depth"]
-    assert list(model.state_dict()) == list(reference.state_dict())
+    assert len(compiled) == 6
+    assert counters["stats"]["unique_graphs"] <= 2  # training and evaluation, not 6 of each
+    assert list(model.state_dict()) == list(reference[2].state_dict())
 
 
 @pytest.mark.gpu

@@ -115,7 +115,6 @@ def train_run(cell, data, settings, arch_options=None, device=None):
         foreach=True,  # one fused update per step instead of one per tensor
     )
     batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
-    augmentation = torch.Generator(device=device).manual_seed(cell["seed"])
 
     n_train, batch_size = len(data.y_train), cell["batch_size"]
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -133,7 +132,7 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             idx = perm[i * batch_size : (i + 1) * batch_size]
             x, y = data.x_train[idx], data.y_train[idx]
             if data.augment:
-                x = random_crop_flip(x, augmentation)
+                x = random_crop_flip(x, batch_order)  # one seeded stream for the data
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
             with precision(device, settings):
