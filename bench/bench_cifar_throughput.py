@@ -13,13 +13,15 @@ we time the second epoch, so warm-up (cudnn autotuning, compilation) is excluded
 MFU = achieved FLOP/s (exact matmul/conv FLOPs, resdepth.cost, training and the
 evaluation batch) / the card's dense bf16 peak.
 
-  CPU (here):  python bench/bench_cifar_throughput.py --depths 4 --width 16 --batch-size 32
+  CPU (here):  python bench/bench_cifar_throughput.py --depths 4 --width 16 --batch-size 32 \
+                   --steps 100 --repeats 3
   GPU:         python bench/bench_cifar_throughput.py            (depths 100 and 1000)
 """
 
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -147,7 +149,9 @@ def bench_depth(depth, args, device):
     peak = bf16_peak(device)
     results = {}
 
-    def report(name, seconds):
+    def report(name, measure):
+        """Run ``measure`` (→ seconds of the timed epoch) ``--repeats`` times; print the best."""
+        seconds = min(measure() for _ in range(args.repeats))
         rate = n_train / seconds
         achieved = epoch_flops / seconds
         mfu = f"{100 * achieved / peak:5.1f} %" if peak else "  n/a"
@@ -165,7 +169,9 @@ def bench_depth(depth, args, device):
         AugmentedImages(x_train, y_train, mean, std, augment=True),
         AugmentedImages(x_test, y_test, mean, std, augment=False),
     ]
-    report("reference", reference_epoch_seconds(cell, *reference_sets, device, args.workers))
+    report(
+        "reference", partial(reference_epoch_seconds, cell, *reference_sets, device, args.workers)
+    )
     prepared = data.Prepared(
         *(t.to(device) for t in (x_train, y_train, x_test, y_test)),
         CLASSES,
@@ -176,7 +182,7 @@ def bench_depth(depth, args, device):
     for name in args.variants:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        report(f"ours {name}", ours_epoch_seconds(cell, prepared, VARIANTS[name], device))
+        report(f"ours {name}", partial(ours_epoch_seconds, cell, prepared, VARIANTS[name], device))
         if device.type == "cuda":
             print(f"    peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
 
@@ -198,6 +204,7 @@ def main():
         help="default: all on a GPU, fp32 on a CPU (CPUs without bf16 units crawl in bf16)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=1, help="report the best of N runs")
     args = parser.parse_args()
 
     device = train.pick_device(args.device)
