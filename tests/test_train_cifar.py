@@ -94,7 +94,7 @@ def test_short_cifar_job_on_the_gpu_with_every_speed_option():
     options = {**SETTINGS, **FAST, "compile": True}
     dataset = cifar_like(n_train=2048, n_test=512, device=device)
     metrics, history, model = train.train_run(
-        cell(depth=8, width=32, batch_size=128, epochs=2), dataset, options, CONV, device
+        cell(depth=8, width=32, batch_size=128, epochs=2, lr=0.005), dataset, options, CONV, device
     )
     assert metrics["status"] == "ok" and len(history) == 2
     assert metrics["test_acc"] > 0.5
