@@ -104,3 +104,8 @@ def test_histories_of_unknown_runs_and_mixed_init_settings_fail(tmp_path, runs_a
     norms.loc[0, "width"] = 128
     with pytest.raises(ValueError, match="mixes several"):
         plots.init_norms_figure(norms)
+
+
+def test_power_of_ten_labels():
+    assert plots.power_of_ten(50) == "10⁵⁰"
+    assert plots.power_of_ten(-2.0) == "10⁻²"
