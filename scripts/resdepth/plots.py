@@ -231,10 +231,10 @@ def accuracy_vs_depth_figure(runs):
 
 def load_histories(history_paths, runs):
     """Concatenate history.csv files with their run's settings (run id = folder name)."""
-    frames = []
+    known, frames = set(runs["run_id"]), []
     for path in history_paths:
         run_id = Path(path).parent.name
-        if run_id not in set(runs["run_id"]):
+        if run_id not in known:
             raise ValueError(f"{path}: run {run_id!r} is not in runs.csv")
         # The schedule's per-epoch lr is renamed so it does not clash with the run's lr.
         history = pd.read_csv(path).rename(columns={"lr": "epoch_lr"})
@@ -292,7 +292,7 @@ def training_curves_figure(histories):
                 )
                 last = curves[curves["status"] == "diverged"].groupby("run_id").tail(1)
                 ax.scatter(
-                    last["epoch"], last[metric], color=last["label"].map(palette), marker="x"
+                    last["epoch"], last[metric], color=list(last["label"].map(palette)), marker="x"
                 )
                 ax.set_yscale(yscale)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
