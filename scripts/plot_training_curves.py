@@ -9,6 +9,6 @@ logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asc
 runs = aggregate.read_runs_csv(snakemake.input.runs)
 histories = plots.load_histories(snakemake.input.histories, runs)
 written = plots.save_figure(
-    plots.training_curves_figure(histories), Path(snakemake.output.pdf).with_suffix("")
+    plots.training_curves_figure(runs, histories), Path(snakemake.output.pdf).with_suffix("")
 )
 logging.info("%d epochs of %d runs -> %s", len(histories), len(runs), ", ".join(map(str, written)))

@@ -26,16 +26,17 @@ def run_id(cell):
     )
 
 
-def write_run(root, depth, scaling, seed, test_acc=0.9, status="ok", **settings):
+def write_run(root, depth, scaling, seed, test_acc=0.9, status="ok", diverged_epoch=2, **settings):
     """Write runs/<run_id>/{metrics.json,history.csv} under ``root``; return metrics' path.
 
-    A diverged run stops after its first epoch and records null final metrics.
+    A diverged run's history holds the epochs before ``diverged_epoch``; its final
+    metrics are null.
     """
     cell = {**DEFAULT_CELL, **settings, "depth": depth, "scaling": scaling, "seed": seed}
     folder = root / "runs" / run_id(cell)
     folder.mkdir(parents=True)
     ok = status == "ok"
-    epochs = cell["epochs"] if ok else 1
+    epochs = cell["epochs"] if ok else diverged_epoch - 1
     history = pd.DataFrame(
         {
             "epoch": range(1, epochs + 1),
@@ -54,8 +55,8 @@ def write_run(root, depth, scaling, seed, test_acc=0.9, status="ok", **settings)
         **cell,
         "lambda": 1.0 / depth,
         "status": status,
-        "diverged_epoch": None if ok else 2,
-        "diverged_step": None if ok else 20,
+        "diverged_epoch": None if ok else diverged_epoch,
+        "diverged_step": None if ok else 14 * diverged_epoch - 7,
         "train_loss": 0.1 if ok else None,
         "train_acc": 0.99 if ok else None,
         "test_loss": 0.2 if ok else None,

@@ -28,7 +28,7 @@ def draw(name, tmp_path, runs_and_histories):
         return plots.init_norms_figure(pd.read_csv(write_init_norms(tmp_path / "norms.csv")))
     if name == "accuracy_vs_depth":
         return plots.accuracy_vs_depth_figure(runs)
-    return plots.training_curves_figure(plots.load_histories(history_paths, runs))
+    return plots.training_curves_figure(runs, plots.load_histories(history_paths, runs))
 
 
 FIGURES = ("init_norms", "accuracy_vs_depth", "training_curves")
@@ -70,7 +70,8 @@ def test_accuracy_figure_never_plots_a_diverged_run_as_an_accuracy(runs_and_hist
     # λ=1 has one finished seed at depth 4 and none at depth 16: one point, at 90%.
     assert list(lines["λ=1"].get_ydata()) == pytest.approx([90.0])
     assert lines["λ=1"].get_xdata()[0] == pytest.approx(4, rel=0.1)
-    # Its three diverged runs are 'x' markers on the bottom edge (axes coordinate y = 0).
+    # Its diverged runs are 'x' markers on the bottom edge (axes coordinate y = 0),
+    # one per cell, labelled diverged/seeds.
     one_color = plots.scaling_color("one")
     crosses = [
         c
@@ -80,19 +81,33 @@ def test_accuracy_figure_never_plots_a_diverged_run_as_an_accuracy(runs_and_hist
         and tuple(c.get_edgecolor()[0][:3]) == tuple(one_color[:3])
     ]
     offsets = [tuple(o) for c in crosses for o in c.get_offsets()]
-    assert sorted(x for x, _ in offsets) == pytest.approx([4, 16, 16], rel=0.1)
+    assert sorted(x for x, _ in offsets) == pytest.approx([4, 16], rel=0.1)
     assert {y for _, y in offsets} == {0.0}
+    assert sorted(t.get_text() for t in ax.texts) == ["1/2", "2/2"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["λ=1", "λ=1/n", "fixed λ=0.1", "diverged run"]
+    assert legend == ["λ=1", "λ=1/n", "fixed λ=0.1", "diverged (runs/seeds)"]
     plt.close(fig)
 
 
 def test_training_curves_have_one_column_per_depth_and_two_metric_rows(runs_and_histories):
     runs, history_paths = runs_and_histories
-    fig = plots.training_curves_figure(plots.load_histories(history_paths, runs))
+    fig = plots.training_curves_figure(runs, plots.load_histories(history_paths, runs))
     assert len(fig.axes) == 4
     assert [ax.get_title() for ax in fig.axes] == ["n=4", "n=16", "", ""]
     assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear", "log", "log"]
+    plt.close(fig)
+
+
+def test_runs_without_a_completed_epoch_are_listed_in_their_panel(tmp_path):
+    paths = [write_run(tmp_path, 4, "inv", 0)]
+    paths += [write_run(tmp_path, 4, "one", s, status="diverged", diverged_epoch=1) for s in (0, 1)]
+    runs = aggregate.load_runs(paths)
+    histories = plots.load_histories([p.parent / "history.csv" for p in paths], runs)
+    assert set(histories["run_id"]) == {runs.loc[runs["scaling"] == "inv", "run_id"].item()}
+    fig = plots.training_curves_figure(runs, histories)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["λ=1: 2/2 diverged in epoch 1"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["λ=1", "λ=1/n", "diverged (last epoch)"]
     plt.close(fig)
 
 

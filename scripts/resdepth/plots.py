@@ -20,15 +20,15 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from resdepth import aggregate
 from resdepth.scalings import NAMED_SCALINGS, parse_scaling
 
-#: Named scalings take fixed colours of seaborn's colour-blind palette (blue, orange,
-#: green, purple, brown: distinct from each other and from the greys of fixed λ).
+#: Named scalings take fixed colours of seaborn's colour-blind palette (vermilion, blue,
+#: green, pink, tan: distinct from each other and from the greys of fixed λ).
 _NAMED_COLORS = dict(
-    zip(NAMED_SCALINGS, [sns.color_palette("colorblind")[i] for i in (0, 1, 2, 4, 5)], strict=True)
+    zip(NAMED_SCALINGS, [sns.color_palette("colorblind")[i] for i in (3, 0, 2, 4, 5)], strict=True)
 )
 #: Fixed λ values are shades of grey, darker for larger λ over this log10 range.
 _FIXED_LOG10_RANGE = (-3.0, 1.0)
 
-#: Marker for a diverged run: it has no accuracy, so it sits at the bottom of the axes.
+#: Marker for diverged runs: they have no accuracy, so it sits at the bottom of the axes.
 DIVERGED_MARKER = {"marker": "x", "s": 40, "linewidths": 1.5, "zorder": 5, "clip_on": False}
 
 
@@ -55,7 +55,7 @@ def scaling_handles(scalings):
     return [Line2D([], [], color=palette[label], marker="o", label=label) for label in labels]
 
 
-def add_settings_and_legend(fig, frame, varying, scalings):
+def add_settings_and_legend(fig, frame, varying, scalings, diverged_label):
     """Title a run figure with the settings all its panels share; legend on the right.
 
     The legend has one entry per scaling and one for the diverged-run marker.
@@ -63,7 +63,7 @@ def add_settings_and_legend(fig, frame, varying, scalings):
     constant = [s for s in aggregate.SETTINGS if s not in varying]
     fig.suptitle(settings_title(frame, constant))
     handles = scaling_handles(scalings)
-    handles.append(Line2D([], [], color="0.3", marker="x", linestyle="", label="diverged run"))
+    handles.append(Line2D([], [], color="0.3", marker="x", linestyle="", label=diverged_label))
     fig.legend(handles=handles, loc="outside right center")
 
 
@@ -183,8 +183,8 @@ def init_norms_figure(norms):
 def accuracy_vs_depth_figure(runs):
     """Claim C3: final test accuracy vs depth per scaling, mean ± std over seeds.
 
-    Diverged runs have no accuracy: each is an 'x' at the bottom of the axes. One panel
-    per combination of the other settings that vary.
+    Diverged runs have no accuracy: a cell with any is an 'x' at the bottom of the axes,
+    labelled diverged/seeds. One panel per combination of the other settings that vary.
     """
     summary = aggregate.summarise_accuracy(runs)
     varying = aggregate.varying_settings(runs)
@@ -192,11 +192,10 @@ def accuracy_vs_depth_figure(runs):
     panels = list(summary.groupby(varying, sort=False)) if varying else [(None, summary)]
     fig, axes = new_figure(ncols=len(panels), width=3 + 4 * len(panels), height=4.0, sharey=True)
     for ax, (_, panel) in zip(axes[0], panels, strict=True):
-        panel_runs = runs.merge(panel[list(aggregate.SETTINGS)].drop_duplicates())
         for index, scaling in enumerate(scalings):
             color = scaling_color(scaling)
             # Spread the scalings a little along the log depth axis so bars do not overlap.
-            shift = 10 ** (0.03 * (index - (len(scalings) - 1) / 2))
+            shift = 10 ** (0.04 * (index - (len(scalings) - 1) / 2))
             cells = panel[(panel["scaling"] == scaling) & (panel["n_ok"] > 0)]
             ax.errorbar(
                 cells["depth"] * shift,
@@ -207,9 +206,7 @@ def accuracy_vs_depth_figure(runs):
                 capsize=3,
                 label=aggregate.scaling_label(scaling),
             )
-            diverged = panel_runs[
-                (panel_runs["scaling"] == scaling) & (panel_runs["status"] == "diverged")
-            ]
+            diverged = panel[(panel["scaling"] == scaling) & (panel["n_diverged"] > 0)]
             ax.scatter(
                 diverged["depth"] * shift,
                 [0.0] * len(diverged),
@@ -217,6 +214,17 @@ def accuracy_vs_depth_figure(runs):
                 transform=ax.get_xaxis_transform(),
                 **DIVERGED_MARKER,
             )
+            for depth, n_diverged, n_seeds in diverged[["depth", "n_diverged", "n_seeds"]].values:
+                ax.annotate(
+                    f"{n_diverged}/{n_seeds}",
+                    (depth * shift, 0.0),
+                    xycoords=ax.get_xaxis_transform(),
+                    xytext=(0, 6 + 9 * (index % 2)),  # staggered: neighbours do not overlap
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize="x-small",
+                    color=color,
+                )
         ax.set_xscale("log")
         depths = sorted(panel["depth"].unique())
         ax.set_xticks(depths, [str(d) for d in depths])
@@ -225,7 +233,11 @@ def accuracy_vs_depth_figure(runs):
         if varying:
             ax.set_title(settings_title(panel, varying))
     axes[0, 0].set_ylabel("test accuracy (%)")
-    add_settings_and_legend(fig, runs, varying, scalings)
+    if summary["n_diverged"].any():
+        # A strip below the lowest accuracy for the diverged markers and their counts.
+        low, high = axes[0, 0].get_ylim()
+        axes[0, 0].set_ylim(low - 0.15 * (high - low), high)
+    add_settings_and_legend(fig, runs, varying, scalings, "diverged (runs/seeds)")
     return fig
 
 
@@ -253,54 +265,76 @@ CURVE_METRICS = (
 
 
 @styled
-def training_curves_figure(histories):
+def training_curves_figure(runs, histories):
     """Every run's test accuracy and train loss per epoch; columns are depths.
 
     One line per run (seeds are not averaged: a diverged seed's curve stops early and
-    its last epoch is marked with an 'x'). With several settings varying, each
-    combination gets its own pair of rows.
+    its last epoch is marked with an 'x'). A run that diverged within its first epoch
+    has no curve; the panel lists those runs instead, in their scaling's colour. With
+    several settings varying, each combination gets its own pair of rows.
     """
-    varying = aggregate.varying_settings(histories)
-    groups = list(histories.groupby(varying, sort=False)) if varying else [(None, histories)]
-    depths = sorted(histories["depth"].unique())
-    scalings = aggregate.sorted_scalings(histories["scaling"])
+    varying = aggregate.varying_settings(runs)
+    groups = list(runs.groupby(varying, sort=False)) if varying else [(None, runs)]
+    depths = sorted(runs["depth"].unique())
+    scalings = aggregate.sorted_scalings(runs["scaling"])
     hue_order, palette = hue_order_and_palette(scalings)
+    histories = histories.assign(
+        label=histories["scaling"].map(aggregate.scaling_label),
+        **{m: histories[m] * factor for m, _, _, factor in CURVE_METRICS},
+    )
     nrows = len(groups) * len(CURVE_METRICS)
     fig, axes = new_figure(
         nrows, len(depths), width=2 + 3 * len(depths), height=2.6 * nrows, sharex=True, sharey="row"
     )
     for group_index, (_, group) in enumerate(groups):
-        group = group.assign(
-            label=group["scaling"].map(aggregate.scaling_label),
-            **{m: group[m] * factor for m, _, _, factor in CURVE_METRICS},
-        )
-        for metric_index, (metric, ylabel, yscale, _) in enumerate(CURVE_METRICS):
-            row = group_index * len(CURVE_METRICS) + metric_index
-            for ax, depth in zip(axes[row], depths, strict=True):
-                curves = group[group["depth"] == depth]
-                sns.lineplot(
-                    data=curves,
-                    x="epoch",
-                    y=metric,
-                    hue="label",
-                    hue_order=hue_order,
-                    palette=palette,
-                    units="seed",
-                    estimator=None,
-                    legend=False,
-                    ax=ax,
-                )
+        first_row = group_index * len(CURVE_METRICS)
+        for column, depth in enumerate(depths):
+            cell_runs = group[group["depth"] == depth]
+            curves = histories[histories["run_id"].isin(cell_runs["run_id"])]
+            for metric_index, (metric, ylabel, yscale, _) in enumerate(CURVE_METRICS):
+                ax = axes[first_row + metric_index, column]
+                if len(curves):
+                    sns.lineplot(
+                        data=curves,
+                        x="epoch",
+                        y=metric,
+                        hue="label",
+                        hue_order=hue_order,
+                        palette=palette,
+                        units="seed",
+                        estimator=None,
+                        legend=False,
+                        ax=ax,
+                    )
                 last = curves[curves["status"] == "diverged"].groupby("run_id").tail(1)
                 ax.scatter(
                     last["epoch"], last[metric], color=list(last["label"].map(palette)), marker="x"
                 )
                 ax.set_yscale(yscale)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                ax.set_xlabel("epoch" if row == nrows - 1 else "")
-                ax.set_ylabel(ylabel if depth == depths[0] else "")
-                title = f"n={depth}"
-                if varying:
-                    title += ", " + settings_title(group, varying)
-                ax.set_title(title if metric_index == 0 else "")
-    add_settings_and_legend(fig, histories, varying, scalings)
+                ax.set_xlabel("epoch" if first_row + metric_index == nrows - 1 else "")
+                ax.set_ylabel(ylabel if column == 0 else "")
+            title = f"n={depth}"
+            if varying:
+                title += ", " + settings_title(group, varying)
+            axes[first_row, column].set_title(title)
+            without_curve = cell_runs[~cell_runs["run_id"].isin(curves["run_id"])]
+            list_runs_without_curve(axes[first_row, column], cell_runs, without_curve)
+    add_settings_and_legend(fig, runs, varying, scalings, "diverged (last epoch)")
     return fig
+
+
+def list_runs_without_curve(ax, cell_runs, without_curve):
+    """Write ``λ=1: 2/2 diverged in epoch 1`` lines in the lower right of ``ax``."""
+    for line, (scaling, missing) in enumerate(without_curve.groupby("scaling", sort=False)):
+        n_runs = (cell_runs["scaling"] == scaling).sum()
+        ax.text(
+            0.97,
+            0.05 + 0.1 * line,
+            f"{aggregate.scaling_label(scaling)}: {len(missing)}/{n_runs} diverged in epoch 1",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            color=scaling_color(scaling),
+            fontsize="small",
+        )

@@ -1,8 +1,9 @@
 # Aggregation: every run's metrics into one table, and the accuracy table (scaling x depth)
-# over seeds. TRAIN_RUNS, run_files and lib come from common.smk.
+# over seeds. run_files and lib come from common.smk.
 
 
 rule aggregate_runs:
+    """Every run's metrics.json as one row of runs.csv."""
     input:
         metrics=run_files("metrics.json"),
         lib=lib("aggregate", "scalings"),
@@ -12,11 +13,14 @@ rule aggregate_runs:
         "results/logs/aggregate_runs.log",
     benchmark:
         "results/benchmarks/aggregate_runs.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
     script:
         "../../scripts/aggregate_runs.py"
 
 
 rule accuracy_table:
+    """Claim C3 (the paper's Table 1): test accuracy over seeds, scaling x depth."""
     input:
         runs="results/runs.csv",
         lib=lib("aggregate", "scalings"),
@@ -28,5 +32,7 @@ rule accuracy_table:
         "results/logs/accuracy_table.log",
     benchmark:
         "results/benchmarks/accuracy_table.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
     script:
         "../../scripts/accuracy_table.py"

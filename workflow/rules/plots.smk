@@ -5,6 +5,7 @@ PLOT_LIB = lib("plots", "aggregate", "scalings")
 
 
 rule plot_init_norms:
+    """Claim C2: init output norm vs depth per scaling."""
     input:
         norms="results/init_norms.csv",
         lib=PLOT_LIB,
@@ -15,11 +16,14 @@ rule plot_init_norms:
         "results/logs/plot_init_norms.log",
     benchmark:
         "results/benchmarks/plot_init_norms.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
     script:
         "../../scripts/plot_init_norms.py"
 
 
 rule plot_accuracy_vs_depth:
+    """Claim C3: final test accuracy vs depth per scaling."""
     input:
         runs="results/runs.csv",
         lib=PLOT_LIB,
@@ -30,11 +34,14 @@ rule plot_accuracy_vs_depth:
         "results/logs/plot_accuracy_vs_depth.log",
     benchmark:
         "results/benchmarks/plot_accuracy_vs_depth.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
     script:
         "../../scripts/plot_accuracy_vs_depth.py"
 
 
 rule plot_training_curves:
+    """Test accuracy and train loss per epoch of every run."""
     input:
         runs="results/runs.csv",
         histories=run_files("history.csv"),
@@ -46,5 +53,7 @@ rule plot_training_curves:
         "results/logs/plot_training_curves.log",
     benchmark:
         "results/benchmarks/plot_training_curves.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
     script:
         "../../scripts/plot_training_curves.py"
