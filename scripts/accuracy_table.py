@@ -2,9 +2,9 @@
 
 import logging
 
-from resdepth import aggregate
+from resdepth import aggregate, jobs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 runs = aggregate.read_runs_csv(snakemake.input.runs)
 summary = aggregate.write_accuracy_tables(
     runs, snakemake.output.csv, snakemake.output.md, snakemake.output.tex

@@ -2,9 +2,9 @@
 
 import logging
 
-from resdepth import aggregate
+from resdepth import aggregate, jobs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 runs = aggregate.load_runs(snakemake.input.metrics)
 runs.to_csv(snakemake.output[0], index=False)
 n_diverged = (runs["status"] == "diverged").sum()

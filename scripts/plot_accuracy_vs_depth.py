@@ -3,9 +3,9 @@
 import logging
 from pathlib import Path
 
-from resdepth import aggregate, plots
+from resdepth import aggregate, jobs, plots
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 runs = aggregate.read_runs_csv(snakemake.input.runs)
 written = plots.save_figure(
     plots.accuracy_vs_depth_figure(runs), Path(snakemake.output.pdf).with_suffix("")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from resdepth import plots
+from resdepth import jobs, plots
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 norms = pd.read_csv(snakemake.input.norms)
 written = plots.save_figure(
     plots.init_norms_figure(norms), Path(snakemake.output.pdf).with_suffix("")

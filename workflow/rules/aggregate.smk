@@ -6,7 +6,7 @@ rule aggregate_runs:
     """Every run's metrics.json as one row of runs.csv."""
     input:
         metrics=run_files("metrics.json"),
-        lib=lib("aggregate", "scalings"),
+        lib=lib("aggregate", "scalings", "jobs"),
     output:
         "results/runs.csv",
     log:
@@ -23,7 +23,7 @@ rule accuracy_table:
     """Claim C3 (the paper's Table 1): test accuracy over seeds, scaling x depth."""
     input:
         runs="results/runs.csv",
-        lib=lib("aggregate", "scalings"),
+        lib=lib("aggregate", "scalings", "jobs"),
     output:
         csv="results/tables/accuracy.csv",
         md="results/tables/accuracy.md",
