@@ -77,42 +77,60 @@ def branch_layers(branch):
     return [branch]
 
 
+def _batchnorm_scale(layer):
+    scale = torch.rsqrt(layer.running_var + layer.eps)
+    return scale if layer.weight is None else scale * layer.weight
+
+
 def _linear_part(layer, h):
-    """An affine layer without its bias: what it does to a higher-order coefficient."""
+    """An affine layer without its offset: what it does to a higher-order coefficient."""
     if isinstance(layer, nn.Linear):
         return F.linear(h, layer.weight)
     if isinstance(layer, _CONVS):
         return layer._conv_forward(h, layer.weight, None)  # the layer's own conv, no bias
-    scale = torch.rsqrt(layer.running_var + layer.eps)  # BatchNorm in eval mode
-    if layer.weight is not None:
-        scale = scale * layer.weight
-    return h * scale.view(-1, *[1] * (h.dim() - 2))
+    return h * _batchnorm_scale(layer).view(-1, *[1] * (h.dim() - 2))  # BatchNorm, eval
 
 
-def _branch_on_slots(layers, slots, n_affine):
-    """Run one branch on stacked coefficient slots of shape (S, B, *features).
+def _offset(layer, ndim):
+    """layer(0) of an affine layer, shaped to broadcast over a batch of ``ndim`` dims."""
+    if isinstance(layer, _BATCHNORMS):
+        offset = -layer.running_mean * _batchnorm_scale(layer)
+        if layer.bias is not None:
+            offset = offset + layer.bias
+    elif layer.bias is None:
+        return None
+    else:
+        offset = layer.bias
+    return offset.view(-1, *[1] * (ndim - 2))  # channels first; Linear: ndim == 2
 
-    Slots ``[:n_affine]`` go through the affine layers with their bias, the rest through
-    the linear parts only. Every ReLU uses the mask of slot 0's pre-activation.
+
+def _branch_on_slots(layers, slots, masks_from_sum):
+    """One branch applied to the coefficients of a polynomial, stacked as (S, B, *features).
+
+    Slot 0 is the constant term: only it receives the affine layers' offsets. Each ReLU
+    multiplies every slot by one mask: that of the constant term's pre-activation (Taylor,
+    λ = 0) or that of the sum of all slots, the real pre-activation (paths).
     """
     n_slots, batch = slots.shape[:2]
     h = slots
     for layer in layers:
         if isinstance(layer, nn.ReLU):
-            h = h * (h[0] > 0)
+            h = h * ((h.sum(0) if masks_from_sum else h[0]) > 0)
             continue
-        with_bias = layer(h[:n_affine].flatten(0, 1))
-        linear = _linear_part(layer, h[n_affine:].flatten(0, 1))
-        h = torch.cat([with_bias, linear]).unflatten(0, (n_slots, batch))
+        h = _linear_part(layer, h.flatten(0, 1)).unflatten(0, (n_slots, batch))
+        offset = _offset(layer, h.dim() - 1)
+        if offset is not None:
+            h[0] += offset
     return h
 
 
 def _tower_and_scales(model, scales):
+    """The tower, its branches' layers and the per-branch scales as Python floats."""
     tower = tower_of(model)
     scales = tower.scales() if scales is None else torch.as_tensor(scales)
     if scales.shape != (len(tower.branches),):
         raise ValueError(f"need one scale per branch ({len(tower.branches)}), got {scales.shape}")
-    return tower, [branch_layers(b) for b in tower.branches], scales.detach()
+    return tower, [branch_layers(b) for b in tower.branches], scales.detach().tolist()
 
 
 def _check_order(order):
@@ -148,7 +166,8 @@ def taylor_terms(model, x0, order, scales=None):
     if order > 0:
         for module_layers, s in zip(layers, scales, strict=True):
             # t·s·f(Σ_k t^k c_k) with masks at x0: the output's t^k needs f's t^(k-1) term.
-            coeffs[1:] += s * _branch_on_slots(module_layers, coeffs[:-1], n_affine=1)
+            out = _branch_on_slots(module_layers, coeffs[:-1], masks_from_sum=False)
+            coeffs[1:].add_(out, alpha=s)
     output = tower_forward(tower, x0, scales)
     return Expansion(coeffs, output - coeffs.sum(0), output)
 
@@ -158,27 +177,23 @@ def path_terms(model, x0, max_order, scales=None):
     """Path terms P_0..P_K of the tower output at its actual scales, masks frozen on the
     real forward pass; ``remainder`` is the tail P_{>K}, propagated, not a difference.
 
-    Σ_k P_k + remainder equals the real output to round-off (for K ≥ n the tail is 0).
-    Cost: K + 2 branch applications per module (the real forward pass that sets the masks,
-    P_0..P_{K-1}, and P_K + tail, stacked in one batch), so O(n·K) for n modules, memory
+    The real pre-activations are the sums of the terms' pre-activations, so the masks come
+    from those sums (identical to the forward pass's up to round-off) and ``output`` =
+    Σ_k P_k + tail. Cost: K + 2 branch applications per module (P_0..P_K and the tail,
+    stacked in one batch; the forward pass is their sum), so O(n·K) for n modules, memory
     O(K) activations. No gradients.
     """
     _check_order(max_order)
     _, layers, scales = _tower_and_scales(model, scales)
-    x = x0  # the real forward pass
     terms = x0.new_zeros((max_order + 2, *x0.shape))  # P_0 .. P_K, tail
     terms[0] = x0
     for module_layers, s in zip(layers, scales, strict=True):
-        # Slots: real x (sets the masks), P_0 .. P_{K-1}, and P_K + tail (both leave through
-        # the linear part). Slots 0 and 1 carry the bias: x, and P_0 (merged with the tail
-        # when K = 0, where P_0 + tail is again the real x).
-        merged_top = (terms[max_order] + terms[max_order + 1])[None]
-        slots = torch.cat([x[None], terms[:max_order], merged_top])
-        out = _branch_on_slots(module_layers, slots, n_affine=2)
-        x = x + s * out[0]
-        terms[1 : max_order + 1] += s * out[1 : max_order + 1]
-        terms[max_order + 1] += s * out[max_order + 1]
-    return Expansion(terms[:-1], terms[-1], x)
+        out = _branch_on_slots(module_layers, terms, masks_from_sum=True)
+        # A path of order k-1 through this module becomes one of order k; the tail gets
+        # P_K's and its own.
+        terms[1:-1].add_(out[:-2], alpha=s)
+        terms[-1].add_(out[-2] + out[-1], alpha=s)
+    return Expansion(terms[:-1], terms[-1], terms.sum(0))
 
 
 @torch.no_grad()
