@@ -208,3 +208,12 @@ def test_bad_order_is_rejected(order):
 def test_wrong_number_of_scales_is_rejected():
     with pytest.raises(ValueError, match="one scale per branch"):
         expansion.path_terms(random_tower("mlp", 3), random_input("mlp"), 1, scales=[0.1, 0.2])
+
+
+def test_without_mask_changes_taylor_and_path_terms_coincide():
+    tower, x0 = random_tower("mlp", depth=6, scaling=1e-3), random_input("mlp")
+    assert expansion.mask_change_fraction(tower, x0) == 0
+    taylor = expansion.taylor_terms(tower, x0, order=6)
+    torch.testing.assert_close(taylor.terms, expansion.path_terms(tower, x0, 6).terms)
+    big = random_tower("mlp", depth=6, scaling=3.0)
+    assert 0 < expansion.mask_change_fraction(big, x0) < 1

@@ -197,6 +197,27 @@ def path_terms(model, x0, max_order, scales=None):
 
 
 @torch.no_grad()
+def mask_change_fraction(model, x0, scales=None):
+    """Fraction of ReLU units (over the batch and every module) whose mask on the real
+    forward pass differs from the mask at λ = 0, where each module sees x0.
+
+    Where it is 0 the Taylor and path terms coincide and the Taylor remainder is exactly
+    the higher-order terms; each change adds a piece that is not polynomial in λ.
+    """
+    tower, layers, scales = _tower_and_scales(model, scales)
+    changed = total = 0
+    x = x0
+    for module_layers, branch, s in zip(layers, tower.branches, scales, strict=True):
+        for real, at_zero in zip(
+            _relu_masks(module_layers, x), _relu_masks(module_layers, x0), strict=True
+        ):
+            changed += int((real != at_zero).sum())
+            total += real.numel()
+        x = x + s * branch(x)
+    return changed / total if total else 0.0
+
+
+@torch.no_grad()
 def path_terms_by_enumeration(model, x0, scales=None):
     """Reference for tests and benchmarks: every P_k (k = 0..n) by summing the 2^n paths
     one by one, O(n·2^n) branch applications. A path through i1 < … < ik contributes
