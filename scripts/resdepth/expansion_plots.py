@@ -111,9 +111,7 @@ def orders_figure(orders):
     for row, decomposition in enumerate(decompositions):
         for col, scaling in enumerate(scalings):
             ax = axes[row, col]
-            panel = terms[
-                (terms["decomposition"] == decomposition) & (terms["scaling"] == scaling)
-            ]
+            panel = terms[(terms["decomposition"] == decomposition) & (terms["scaling"] == scaling)]
             for depth in depths:
                 for stage, style in (("init", "--"), ("trained", "-")):
                     rows = panel[(panel["depth"] == depth) & (panel["stage"] == stage)]

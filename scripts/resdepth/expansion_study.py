@@ -15,6 +15,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -37,6 +38,12 @@ ORDER_COLUMNS = (
 )
 TRUNCATED_ACCURACY_COLUMNS = (*RUN_KEYS, "order", "test_acc", "full_test_acc")
 LESION_COLUMNS = (*RUN_KEYS, "module", "position", "test_acc", "full_test_acc", "acc_drop")
+#: The per-run tables, gathered over runs into results/expansion/<name>.csv.
+RUN_TABLE_COLUMNS = {
+    "orders": ORDER_COLUMNS,
+    "truncated_accuracy": TRUNCATED_ACCURACY_COLUMNS,
+    "lesion": LESION_COLUMNS,
+}
 TRUNCATION_COLUMNS = (
     "dataset",
     "arch",
@@ -209,8 +216,63 @@ def lesion_rows(model, x, y, modules, batch_size):
     ]
 
 
+def run_tables(run_id, cell, status, state_dict, data, settings, arch_options=None):
+    """The three per-run tables of one training run, as lists of rows.
+
+    ``orders``: both decompositions at initialisation (the run's seed; BatchNorm
+    calibrated on the first training inputs) and, unless the run diverged, after
+    training. ``truncated_accuracy`` and ``lesion``: the trained network on the whole
+    test set (none for a diverged run). ``data`` is a ``Prepared`` data set on the
+    device to use; ``settings`` the config's ``expansion`` section.
+    """
+    keys = {"run_id": run_id, **{key: cell[key] for key in RUN_KEYS[1:]}}
+    device = data.y_test.device
+
+    def model():
+        built = fresh_model(cell, data.input_shape, data.num_classes, arch_options)
+        return built.to(device)
+
+    norm_batch = data.inputs(data.x_test[: settings["batch_size"]])
+    init = calibrate_batchnorm_(model(), data.inputs(data.x_train[: settings["batch_size"]]))
+    stages = [("init", init)]
+    if status == "ok":
+        trained = model()
+        trained.load_state_dict(state_dict)
+        stages.append(("trained", trained.eval()))
+    tables = {"orders": [], "truncated_accuracy": [], "lesion": []}
+    for stage, net in stages:
+        for row in order_rows(net, norm_batch, settings["max_order"]):
+            tables["orders"].append({**keys, "stage": stage, **row})
+    if status == "ok":
+        x, y, batch = data.inputs(data.x_test), data.y_test, settings["eval_batch_size"]
+        for row in truncated_accuracy_rows(trained, x, y, settings["max_order"], batch):
+            tables["truncated_accuracy"].append({**keys, **row})
+        modules = lesion_modules(cell["depth"], settings["lesion_max_modules"])
+        for row in lesion_rows(trained, x, y, modules, batch):
+            tables["lesion"].append({**keys, **row})
+    return tables
+
+
+def gather(paths, columns):
+    """Concatenate per-run tables, checking each has exactly the contracted columns."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path, dtype={"scaling": str})
+        if tuple(frame.columns) != tuple(columns):
+            raise ValueError(f"{path}: columns {list(frame.columns)}, expected {list(columns)}")
+        frames.append(frame)
+    if not frames:
+        raise ValueError("no per-run tables to gather")
+    return pd.concat(frames, ignore_index=True)
+
+
 def lambda_grid(settings):
     """The log-spaced λ values of the truncation study (config ``expansion.truncation``)."""
+    if not settings["lambda_min"] < settings["fit_max_lambda"] <= settings["lambda_max"]:
+        raise ValueError(
+            "expansion.truncation needs lambda_min < fit_max_lambda <= lambda_max, got "
+            f"{settings['lambda_min']}, {settings['fit_max_lambda']}, {settings['lambda_max']}"
+        )
     return np.geomspace(
         settings["lambda_min"], settings["lambda_max"], settings["lambda_steps"]
     ).tolist()
