@@ -126,10 +126,39 @@ def test_truncation_rows_show_the_path_tail_slope():
         "lambda_min": 1e-3,
         "lambda_max": 1e-2,
         "lambda_steps": 4,
+        "fit_max_lambda": 1e-2,
     }
     rows = expansion_study.truncation_rows(settings, inputs(16)[0], num_classes=3)
     assert len(rows) == 4 * 2 * 2
-    slopes = expansion_study.truncation_slopes(rows, fit_max_lambda=1.0)
+    slopes = expansion_study.truncation_slopes(rows, settings["fit_max_lambda"])
     for s in slopes:
         if s["decomposition"] == "path":
             assert s["slope"] == pytest.approx(s["order"] + 1, abs=0.05)
+
+
+def test_run_tables_of_ok_and_diverged_runs():
+    from resdepth import data
+
+    x, y = inputs(n=60)
+    prepared = data.Prepared(x[:40].view(40, 2, 2), y[:40], x[40:].view(20, 2, 2), y[40:], 3)
+    cell = {"dataset": "d", "arch": "mlp", "depth": 2, "scaling": "bn", "seed": 3, "width": 6}
+    trained = expansion_study.fresh_model(cell, (2, 2), 3)
+    settings = {"max_order": 1, "batch_size": 16, "eval_batch_size": 8, "lesion_max_modules": 1}
+    ok = expansion_study.run_tables("r", cell, "ok", trained.state_dict(), prepared, settings)
+    assert {(r["stage"], r["decomposition"]) for r in ok["orders"]} == {
+        (s, d) for s in ("init", "trained") for d in ("taylor", "path")
+    }
+    assert all(r["run_id"] == "r" and r["scaling"] == "bn" for r in ok["orders"])
+    assert [r["order"] for r in ok["truncated_accuracy"]] == [0, 1]
+    assert [r["module"] for r in ok["lesion"]] == [0]
+    for name, columns in expansion_study.RUN_TABLE_COLUMNS.items():
+        assert all(tuple(row) == columns for row in ok[name])
+    diverged = expansion_study.run_tables("r", cell, "diverged", None, prepared, settings)
+    assert {r["stage"] for r in diverged["orders"]} == {"init"}
+    assert diverged["truncated_accuracy"] == [] and diverged["lesion"] == []
+
+
+def test_bad_lambda_range_is_rejected():
+    settings = {"lambda_min": 1e-2, "lambda_max": 1.0, "lambda_steps": 3, "fit_max_lambda": 1e-3}
+    with pytest.raises(ValueError, match="fit_max_lambda"):
+        expansion_study.lambda_grid(settings)
