@@ -19,5 +19,4 @@ rule all:
         rules.plot_init_norms.output,
         rules.plot_accuracy_vs_depth.output,
         rules.plot_training_curves.output,
-        rules.expansion_truncation.output,
-        rules.expansion_tables.output,
+        expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),

@@ -104,8 +104,11 @@ def test_new_depth_plans_only_its_jobs(finished):
     config = tiny_config()
     config["grid"]["depth"].append(5)
     jobs = finished.planned_jobs(config)
-    assert jobs.pop("train") == len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
-    assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "all"], 1)
+    new_runs = len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
+    assert jobs.pop("train") == new_runs and jobs.pop("expansion_run") == new_runs
+    # Every expansion figure but the truncation sweep's, which does not read runs.
+    assert jobs.pop("plot_expansion") == 3
+    assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "expansion_tables", "all"], 1)
 
 
 def edit(path):
@@ -119,7 +122,9 @@ def edit(path):
 def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow, tmp_path):
     workflow.run(config=tiny_config())
     edit(workflow.path("scripts/resdepth/plots.py"))
-    assert workflow.planned_jobs(tiny_config()) == dict.fromkeys([*FIGURE_RULES, "all"], 1)
+    jobs = workflow.planned_jobs(tiny_config())
+    assert jobs.pop("plot_expansion") == 4
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == n_cells(tiny_config()["grid"])
@@ -190,6 +195,13 @@ def test_lesion_deletes_every_module_of_every_trained_run(finished):
         assert list(rows["module"]) == list(range(metrics["depth"]))
 
 
+def test_expansion_figures_are_drawn(finished):
+    for figure in ("truncation", "orders", "truncated_accuracy", "lesion"):
+        for ext in ("pdf", "png"):
+            assert finished.path(f"results/figures/expansion_{figure}.{ext}").stat().st_size > 1000
+        assert finished.path(f"results/logs/plot_expansion_{figure}.log").read_text()
+
+
 def test_truncation_sweep_fits_a_slope_per_order(finished):
     slopes = read(finished, "truncation_slopes")
     settings = tiny_config()["expansion"]["truncation"]
@@ -208,5 +220,5 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished):
     finally:
         source.write_text(original)  # same checksum again: the run is up to date
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
-    assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "all": 1}
+    assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "plot_expansion": 4, "all": 1}
     assert finished.planned_jobs(tiny_config()) == {}

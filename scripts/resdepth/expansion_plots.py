@@ -67,7 +67,8 @@ def truncation_figure(truncation, slopes):
     axes[0, 2].set_xscale("log")
     axes[0, 2].set_yscale("log")
     axes[0, 2].set_xlabel("λ (every module)")
-    axes[0, 2].set_title("ReLU units off their λ=0 mask")
+    axes[0, 2].set_ylabel("fraction of ReLU units")
+    axes[0, 2].set_title("units off their λ=0 mask")
     fig.suptitle(
         plots.settings_title(truncation, ["dataset", "arch", "width", "depth"])
         + f", fresh towers, {truncation['seed'].nunique()} seed(s)"
@@ -127,6 +128,10 @@ def orders_figure(orders):
                 prior = _prior_curve(panel, depth)
                 if prior is not None:
                     ax.plot(prior.index, prior.values, linestyle=":", color=colors[depth])
+            stages = panel.groupby("depth")["stage"].agg(set)
+            untrained = [str(d) for d, s in stages.items() if "trained" not in s]
+            if untrained:  # every seed diverged: no trained weights to expand
+                ax.text(0.03, 0.03, f"diverged: n={','.join(untrained)}", transform=ax.transAxes)
             ax.set_yscale("log")
             if row == 0:
                 ax.set_title(aggregate.scaling_label(scaling))
@@ -170,15 +175,16 @@ def _accuracy_by_depth(frame, x, title_suffix, xlabel):
     handles = plots.scaling_handles(scalings)
     handles.append(Line2D([], [], color="0.3", linestyle="--", label="full model"))
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(plots.settings_title(frame, ["dataset", "arch", "width"]))
+    title = plots.settings_title(frame, ["dataset", "arch", "width"])
+    fig.suptitle(f"{title}; trained runs that did not diverge")
     return fig
 
 
 @plots.styled
-def truncated_accuracy_figure(accuracy):
+def truncated_accuracy_figure(truncated_accuracy):
     """Claim C5: accuracy of the head on x₀ + Σ_{k≤K} P_k vs K: the order a trained
     network needs."""
-    return _accuracy_by_depth(accuracy, "order", "", "highest path order K kept")
+    return _accuracy_by_depth(truncated_accuracy, "order", "", "highest path order K kept")
 
 
 @plots.styled
@@ -188,5 +194,8 @@ def lesion_figure(lesion):
 
 
 def read_table(path):
-    """A results/expansion table; scalings stay text even when all are fixed λ."""
-    return pd.read_csv(path, dtype={"scaling": str})
+    """A results/expansion table; scalings as canonical text, even when all are fixed λ."""
+    table = pd.read_csv(path, dtype={"scaling": str})
+    if "scaling" in table:
+        table["scaling"] = table["scaling"].map(aggregate.scaling_name)
+    return table

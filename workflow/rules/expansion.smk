@@ -81,3 +81,38 @@ rule expansion_truncation:
         arch_options=config["arch_options"].get(EXPANSION["truncation"]["arch"], {}),
     script:
         "../../scripts/expansion_truncation.py"
+
+
+EXPANSION_FIGURES = {
+    "truncation": {
+        "truncation": "results/expansion/truncation.csv",
+        "slopes": "results/expansion/truncation_slopes.csv",
+    },
+    "orders": {"orders": "results/expansion/orders.csv"},
+    "truncated_accuracy": {
+        "truncated_accuracy": "results/expansion/truncated_accuracy.csv"
+    },
+    "lesion": {"lesion": "results/expansion/lesion.csv"},
+}
+
+
+rule plot_expansion:
+    """Claims C1, C5: one expansion figure (truncation, orders, truncated_accuracy, lesion)."""
+    input:
+        unpack(lambda w: EXPANSION_FIGURES[w.figure]),
+        lib=PLOT_LIB + lib("expansion_plots"),
+    output:
+        pdf="results/figures/expansion_{figure}.pdf",
+        png="results/figures/expansion_{figure}.png",
+    log:
+        "results/logs/plot_expansion_{figure}.log",
+    benchmark:
+        "results/benchmarks/plot_expansion_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(EXPANSION_FIGURES),
+    conda:
+        "../../envs/resdepth.yaml"
+    params:
+        figure="{figure}",
+    script:
+        "../../scripts/plot_expansion.py"
