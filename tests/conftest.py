@@ -23,6 +23,7 @@ def tiny_config():
     config = default_config()
     config["grid"].update(depth=[2, 3], scaling=["one", "inv"], seed=[0], epochs=[2])
     config["init_norms"].update(depth=[1, 10], scaling=["one", "inv"], seed=[0])
+    config["expansion"]["truncation"].update(depth=4, seeds=[0], lambda_steps=5)
     return config
 
 
