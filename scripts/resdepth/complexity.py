@@ -1,0 +1,109 @@
+"""Geometric complexity (GC) of a classifier: the mean over inputs of ||∂ logits / ∂ x||_F².
+
+GC (Dherin et al., NeurIPS 2022) measures how fast the learned function varies with its
+input; claim C4 follows it through training and across λ. Two estimators:
+
+- ``exact``: the full input-to-logits Jacobian of every input (torch.func ``jacrev`` under
+  ``vmap``). Costs one backward pass per logit per input, so C backward passes per input
+  for C classes, and holds a (chunk, C, *input_shape) Jacobian in memory.
+- ``hutchinson``: ||J||_F² = E_v ||Jᵀ v||² for v ~ N(0, I) over the logits, so P Gaussian
+  probes cost P backward passes per input (one batched backward per chunk of inputs) and
+  give a standard error. It pays off when P < C or when the Jacobian does not fit.
+
+Both evaluate the model in eval mode (BatchNorm uses its running statistics, so each
+input's Jacobian is its own) and leave the model exactly as they found it: modes restored,
+parameters and ``.grad`` untouched (the forward pass uses detached copies of the weights).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call, jacrev, vjp, vmap
+
+METHODS = ("exact", "hutchinson")
+
+
+@dataclass(frozen=True)
+class GCEstimate:
+    """A GC value over ``n_inputs`` inputs; ``stderr`` is 0 for the exact method."""
+
+    value: float
+    stderr: float
+    method: str
+    n_inputs: int
+    probes: int  # 0 for the exact method
+
+
+def geometric_complexity(
+    model, x, method="exact", probes=8, chunk_size=256, generator=None
+) -> GCEstimate:
+    """GC of ``model`` on the inputs ``x`` (a batch, first dimension = inputs).
+
+    ``probes`` (Hutchinson only, >= 2 so that a standard error exists) Gaussian probes are
+    drawn per input from ``generator`` (torch's default generator when None); inputs are
+    processed ``chunk_size`` at a time to bound memory.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown GC method {method!r}: expected one of {', '.join(METHODS)}")
+    if method == "hutchinson" and probes < 2:
+        raise ValueError(f"Hutchinson GC needs probes >= 2 for a standard error, got {probes}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if len(x) == 0:
+        raise ValueError("geometric_complexity needs at least one input")
+
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        logits_of = _detached_forward(model)
+        per_input = []  # exact: ||J_i||²; Hutchinson: (mean, variance) over probes per input
+        for chunk in torch.split(x, chunk_size):
+            if method == "exact":
+                per_input.append(_exact_squared_norms(logits_of, chunk))
+            else:
+                per_input.append(_probe_squared_norms(logits_of, chunk, probes, generator))
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+
+    if method == "exact":
+        squared_norms = torch.cat(per_input).double()
+        return GCEstimate(squared_norms.mean().item(), 0.0, method, len(x), 0)
+    # samples[i, p] = ||J_iᵀ v_ip||². The inputs are fixed, so only the probes are random:
+    # Var(mean) = Σ_i Var_p(samples[i]) / (P · N²), with Var_p estimated per input.
+    samples = torch.cat(per_input).double()
+    n_inputs = len(samples)
+    stderr = (samples.var(dim=1).sum() / probes).sqrt() / n_inputs
+    return GCEstimate(samples.mean().item(), stderr.item(), method, n_inputs, probes)
+
+
+def _detached_forward(model):
+    """``x -> logits`` through the model with detached weights, so no gradient reaches them."""
+    state = {name: t.detach() for name, t in model.named_parameters()}
+    state.update({name: t.detach() for name, t in model.named_buffers()})
+    return lambda x: functional_call(model, state, (x,))
+
+
+def _exact_squared_norms(logits_of, chunk):
+    """||J_i||_F² for every input of the chunk, from its full Jacobian."""
+
+    def logits_of_one(x_one):
+        return logits_of(x_one.unsqueeze(0)).squeeze(0)
+
+    jacobians = vmap(jacrev(logits_of_one))(chunk)  # (chunk, C, *input_shape)
+    return jacobians.pow(2).flatten(start_dim=1).sum(dim=1)
+
+
+def _probe_squared_norms(logits_of, chunk, probes, generator):
+    """||J_iᵀ v||² for ``probes`` Gaussian v per input of the chunk: shape (chunk, probes).
+
+    In eval mode input i's logits depend on input i only, so the vector-Jacobian product
+    of the whole chunk with v is the stack of the per-input products.
+    """
+    logits, vjp_of = vjp(logits_of, chunk)
+    draw_on = generator.device if generator is not None else logits.device
+    v = torch.randn(
+        (probes, *logits.shape), generator=generator, device=draw_on, dtype=logits.dtype
+    ).to(logits.device)
+    (pullbacks,) = vmap(vjp_of)(v)  # (probes, chunk, *input_shape): one batched backward
+    return pullbacks.pow(2).flatten(start_dim=2).sum(dim=2).T
