@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from resdepth import models
+from resdepth import complexity, data, models, train
 from resdepth.complexity import geometric_complexity
 
 
@@ -121,3 +121,58 @@ def test_bad_arguments_are_rejected(kwargs, match):
     model = small_tower()
     with pytest.raises(ValueError, match=match):
         geometric_complexity(model, torch.randn(2, 3, 4, dtype=torch.float64), **kwargs)
+
+
+# --- GC through training -------------------------------------------------------------
+
+SETTINGS = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,
+    "eval_batch_size": 1024,
+}
+GC_EVERY_2 = {"every": 2, "inputs": 64, "method": "exact", "probes": 8, "chunk_size": 256}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+
+
+def digits_cell(**overrides):
+    base = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
+    base.update(width=16, lr=0.05, epochs=5, batch_size=128)
+    return {**base, **overrides}
+
+
+def test_gc_is_recorded_at_init_every_k_epochs_and_at_the_end(digits):
+    _, history, model = train.train_run(digits_cell(), digits, {**SETTINGS, "gc": GC_EVERY_2})
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4, 5]
+    assert [row["epoch"] for row in history if "gc" in row] == [0, 2, 4, 5]
+    assert all(row["gc"] > 0 and row["gc_stderr"] == 0 for row in history if "gc" in row)
+    final = geometric_complexity(model, digits.x_train[:64]).value
+    assert history[-1]["gc"] == pytest.approx(final, rel=1e-6)
+
+
+def test_gc_tracking_does_not_change_training(digits):
+    hutchinson = {**GC_EVERY_2, "every": 1, "method": "hutchinson", "probes": 2}
+    plain, _, model_plain = train.train_run(digits_cell(epochs=2), digits, SETTINGS)
+    tracked, _, model_tracked = train.train_run(
+        digits_cell(epochs=2), digits, {**SETTINGS, "gc": hutchinson}
+    )
+    assert tracked["test_loss"] == plain["test_loss"]
+    plain_state, tracked_state = model_plain.state_dict(), model_tracked.state_dict()
+    assert all(torch.equal(plain_state[k], tracked_state[k]) for k in plain_state)
+
+
+@pytest.mark.parametrize("gc_settings", [None, {**GC_EVERY_2, "every": 0}])
+def test_gc_tracking_off_does_no_gc_work(digits, monkeypatch, gc_settings):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("GC measured although tracking is off")
+
+    monkeypatch.setattr(complexity, "geometric_complexity", forbidden)
+    settings = SETTINGS if gc_settings is None else {**SETTINGS, "gc": gc_settings}
+    _, history, _ = train.train_run(digits_cell(epochs=2), digits, settings)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert not any("gc" in row for row in history)

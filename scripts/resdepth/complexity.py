@@ -15,12 +15,16 @@ input's Jacobian is its own) and leave the model exactly as they found it: modes
 parameters and ``.grad`` untouched (the forward pass uses detached copies of the weights).
 """
 
+import logging
+import time
 from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call, jacrev, vjp, vmap
 
 METHODS = ("exact", "hutchinson")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,3 +111,47 @@ def _probe_squared_norms(logits_of, chunk, probes, generator):
     ).to(logits.device)
     (pullbacks,) = vmap(vjp_of)(v)  # (probes, chunk, *input_shape): one batched backward
     return pullbacks.pow(2).flatten(start_dim=2).sum(dim=2).T
+
+
+class GCTracker:
+    """GC of a training run on a fixed subset of its training inputs, at a fixed cadence.
+
+    ``settings`` is the config's ``training.gc``: GC is measured on the first ``inputs``
+    training images (the same for every run of a data set) at initialisation (epoch 0),
+    every ``every`` epochs, and at the last epoch. One measurement costs ``inputs`` × C
+    backward passes (exact, C classes) or ``inputs`` × ``probes`` (Hutchinson). The
+    probes come from a generator seeded with the run's seed and the global RNG is never
+    drawn from, so tracking GC does not change the training run.
+    """
+
+    def __init__(self, settings, data, cell):
+        self.every, self.last_epoch = settings["every"], cell["epochs"]
+        self.method, self.probes = settings["method"], settings["probes"]
+        self.chunk_size = settings["chunk_size"]
+        self.x = data.inputs(data.x_train[: settings["inputs"]])
+        self.generator = torch.Generator(self.x.device).manual_seed(cell["seed"])
+
+    @classmethod
+    def from_settings(cls, settings, data, cell):
+        """A tracker, or None when ``settings`` is absent or ``every`` is 0 (tracking off)."""
+        return cls(settings, data, cell) if settings and settings["every"] else None
+
+    def due(self, epoch):
+        return epoch % self.every == 0 or epoch == self.last_epoch
+
+    def measure(self, model, epoch):
+        """``{"gc": value, "gc_stderr": standard error}``, ready to merge into a history row."""
+        start = time.perf_counter()
+        estimate = geometric_complexity(
+            model, self.x, self.method, self.probes, self.chunk_size, self.generator
+        )
+        log.info(
+            "epoch %d: GC %.5g ± %.2g (%s, %d inputs, %.2fs)",
+            epoch,
+            estimate.value,
+            estimate.stderr,
+            self.method,
+            estimate.n_inputs,
+            time.perf_counter() - start,
+        )
+        return {"gc": estimate.value, "gc_stderr": estimate.stderr}
