@@ -7,6 +7,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
+include: "workflow/rules/capacity.smk"
 
 
 rule all:
@@ -14,3 +15,4 @@ rule all:
     input:
         run_files("metrics.json"),
         "results/init_norms.csv",
+        CAPACITY_OUTPUTS,

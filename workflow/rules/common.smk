@@ -20,9 +20,9 @@ from resdepth import grid
 TRAIN_RUNS = grid.training_runs(config)
 
 
-def run_files(name):
-    """One path per configured training run, e.g. run_files("metrics.json")."""
-    return [f"results/runs/{run_id}/{name}" for run_id in TRAIN_RUNS]
+def run_files(name, runs=TRAIN_RUNS):
+    """One path per training run (default: all), e.g. run_files("metrics.json")."""
+    return [f"results/runs/{run_id}/{name}" for run_id in runs]
 
 
 def lib(*names):
