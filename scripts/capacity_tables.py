@@ -2,9 +2,9 @@
 
 import logging
 
-from resdepth import capacity
+from resdepth import capacity, jobs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 table, history = capacity.sweep_tables(snakemake.input.metrics, snakemake.input.histories)
 table.to_csv(snakemake.output.sweep, index=False)
 history.to_csv(snakemake.output.history, index=False)

@@ -1,15 +1,13 @@
 """Rule capacity_unimodality: capacity/gc_vs_lambda.csv -> capacity/unimodality.json."""
 
-import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from resdepth import capacity
+from resdepth import capacity, jobs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 result = capacity.unimodality(pd.read_csv(snakemake.input.sweep))
-Path(snakemake.output[0]).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+jobs.write_json(result, snakemake.output[0])
 for metric in capacity.TESTED_METRICS:
     logging.info("%s: %s", metric, result[metric]["verdict"])

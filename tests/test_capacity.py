@@ -1,11 +1,12 @@
 import json
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from resdepth import capacity, grid
+from resdepth import capacity, grid, plots
 
 SWEEP = dict(dataset="digits", arch="mlp", depth=16, width=8, lr=0.05, epochs=3, batch_size=64)
 SWEEP.update(lambda_min=1 / 16, lambda_max=1.0, lambda_count=5, scaling=["inv"], seed=[0, 1])
@@ -126,11 +127,11 @@ LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
     "gc, shape, argmax",
     [
         ([1, 4, 9, 4, 1], "interior maximum", 0.25),
-        ([1, 2, 4, 8, 16], "maximum at largest λ", 1.0),
-        ([16, 8, 4, 2, 1], "maximum at smallest λ", 0.0625),
-        ([1, 2, 3, 2.8, 4], "maximum at largest λ", 1.0),  # a small dip is smoothed away
+        ([1, 2, 4, 8, 16], "maximum at largest lambda", 1.0),
+        ([16, 8, 4, 2, 1], "maximum at smallest lambda", 0.0625),
+        ([1, 2, 3, 2.8, 4], "maximum at largest lambda", 1.0),  # a small dip is smoothed away
         ([100, 1, 1, 1, 100], "several maxima", 0.0625),
-        ([1, 4], "too few λ", None),
+        ([1, 4], "too few lambdas", None),
     ],
 )
 def test_curve_shape(gc, shape, argmax):
@@ -163,7 +164,7 @@ def test_unimodality_counts_seeds_with_an_interior_maximum():
     assert final["fraction_interior_maximum"] == pytest.approx(2 / 3)
     assert [c["argmax_lambda"] for c in final["per_seed"]] == [0.25, 0.5, 1.0]
     assert final["median_argmax_lambda"] == pytest.approx(0.375)
-    assert final["shapes"] == {"interior maximum": 2, "maximum at largest λ": 1}
+    assert final["shapes"] == {"interior maximum": 2, "maximum at largest lambda": 1}
     assert final["seed_mean"]["shape"] == "interior maximum"
     assert final["verdict"].startswith("2 of 3 seeds have a single interior maximum")
     assert result["lambdas"] == LAMBDAS and result["seeds"] == [0, 1, 2]
@@ -176,3 +177,51 @@ def test_diverged_runs_are_listed_and_left_out_of_the_curve():
     assert result["diverged_runs"] == [{"lambda": 1.0, "seed": 0}]
     assert result["gc_final"]["per_seed"][0]["n_lambdas"] == 4
     assert result["gc_final"]["per_seed"][0]["shape"] == "interior maximum"
+
+
+# --- figures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sweep_and_history(tmp_path):
+    """Two seeds of a 5-λ sweep plus `inv`; λ=1 diverges for seed 1."""
+    folders = []
+    for seed in (0, 1):
+        for lam in LAMBDAS:
+            gc = [(0, 1.0), (2, 10 * lam * (1 + seed)), (3, 8 * lam * (1 + seed))]
+            status = "diverged" if (lam, seed) == (1.0, 1) else "ok"
+            folders.append(write_run(tmp_path, lam, lam, seed, gc, status, test_acc=0.5 + lam / 4))
+        folders.append(write_run(tmp_path, "inv", 0.0625, seed, [(0, 1.0), (2, 2.0), (3, 3.0)]))
+    table, history = capacity.sweep_tables(
+        paths(folders, "metrics.json"), paths(folders, "history.csv")
+    )
+    table.to_csv(tmp_path / "sweep.csv", index=False)  # read back as the plot rule does
+    history.to_csv(tmp_path / "history.csv", index=False)
+    as_text = {"scaling": str}
+    return tuple(pd.read_csv(tmp_path / f"{n}.csv", dtype=as_text) for n in ("sweep", "history"))
+
+
+def test_gc_figure_draws_the_geometric_mean_over_seeds(sweep_and_history):
+    sweep, _ = sweep_and_history
+    fig = plots.capacity_gc_figure(sweep)
+    final_panel = fig.axes[0]
+    line = final_panel.get_lines()[0]  # the fixed-λ mean
+    expected = [8 * lam * math.sqrt(2) for lam in LAMBDAS[:-1]] + [8.0]  # λ=1: seed 0 only
+    assert list(line.get_xdata()) == LAMBDAS
+    assert np.allclose(line.get_ydata(), expected)
+    assert final_panel.get_xscale() == "log" and final_panel.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_capacity_figures_are_saved(sweep_and_history, tmp_path):
+    sweep, history = sweep_and_history
+    figures = [
+        plots.capacity_gc_figure(sweep),
+        plots.capacity_accuracy_figure(sweep),
+        plots.capacity_training_figure(sweep, history),
+    ]
+    for index, fig in enumerate(figures):
+        pdf, png = plots.save_figure(fig, tmp_path / f"figure{index}")
+        assert pdf.read_bytes().startswith(b"%PDF") and png.stat().st_size > 10_000
+    training_lines = figures[2].axes[0].get_lines()
+    assert len(training_lines) == len(LAMBDAS) + 1  # one per fixed λ, one for `inv`

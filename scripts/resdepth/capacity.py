@@ -47,15 +47,16 @@ HISTORY_COLUMNS = ("run_id", "scaling", "lambda", "seed", "epoch", "gc", "gc_std
 TESTED_METRICS = ("gc_final", "gc_peak")
 
 TEST_DESCRIPTION = (
-    "Per seed, the curve is GC against λ over the fixed-λ runs that finished (status ok),"
-    " in increasing λ. log10 GC is smoothed by a centred binomial running mean over 3 "
-    "neighbouring λ (weights 1, 2, 1; 2, 1 at either end). A local maximum is a point "
-    "above each of its neighbours (one neighbour at either end). shape: 'interior "
-    "maximum' (exactly one local maximum, at neither end: GC(λ) is unimodal with its peak"
-    " inside the sweep), 'maximum at largest λ' or 'maximum at smallest λ' (exactly one "
-    "local maximum, at that end: monotone after smoothing), 'several maxima', or 'too few"
-    " λ' (under 3 finished runs). The same test is applied to the seed mean of log10 GC "
-    "per λ. argmax_lambda: where the smoothed curve is largest."
+    "Per seed, the curve is GC against lambda over the fixed-lambda runs that finished "
+    "(status ok), in increasing lambda. log10 GC is smoothed by a centred binomial "
+    "running mean over 3 neighbouring lambdas (weights 1, 2, 1; 2, 1 at either end). A "
+    "local maximum is a point above each of its neighbours (one neighbour at either end)."
+    " shape: 'interior maximum' (exactly one local maximum, at neither end: GC is "
+    "unimodal in lambda with its peak inside the sweep), 'maximum at largest lambda' or "
+    "'maximum at smallest lambda' (exactly one local maximum, at that end: monotone after"
+    " smoothing), 'several maxima', or 'too few lambdas' (under 3 finished runs). The "
+    "same test is applied to the seed mean of log10 GC per lambda. argmax_lambda: where "
+    "the smoothed curve is largest."
 )
 
 
@@ -130,15 +131,15 @@ def curve_shape(lambdas, gc):
     """The test of TEST_DESCRIPTION on one curve (λ increasing, GC > 0 finite)."""
     lambdas, gc = np.asarray(lambdas, dtype=float), np.asarray(gc, dtype=float)
     if len(lambdas) < 3:
-        return {"shape": "too few λ", "n_lambdas": len(lambdas), "argmax_lambda": None}
+        return {"shape": "too few lambdas", "n_lambdas": len(lambdas), "argmax_lambda": None}
     curve = smoothed(np.log10(gc))
     maxima = local_maxima(curve)
     if len(maxima) > 1:
         shape = "several maxima"
     elif maxima[0] == 0:
-        shape = "maximum at smallest λ"
+        shape = "maximum at smallest lambda"
     elif maxima[0] == len(curve) - 1:
-        shape = "maximum at largest λ"
+        shape = "maximum at largest lambda"
     else:
         shape = "interior maximum"
     return {
@@ -190,14 +191,14 @@ def unimodality(table):
 def verdict(per_seed, seed_mean):
     """One sentence saying what the test found."""
     interior = [c for c in per_seed if c["shape"] == "interior maximum"]
-    text = f"{len(interior)} of {len(per_seed)} seeds have a single interior maximum of GC(λ)"
+    text = f"{len(interior)} of {len(per_seed)} seeds have a single interior maximum of GC"
     if interior:
         peaks = ", ".join(f"{c['argmax_lambda']:g}" for c in interior)
-        text += f" (at λ = {peaks})"
+        text += f" (at lambda = {peaks})"
     others = sorted({c["shape"] for c in per_seed} - {"interior maximum"})
     if others:
         text += "; the others: " + ", ".join(others)
     text += f". Seed mean: {seed_mean['shape']}"
     if seed_mean["argmax_lambda"] is not None:
-        text += f", largest at λ = {seed_mean['argmax_lambda']:g}"
+        text += f", largest at lambda = {seed_mean['argmax_lambda']:g}"
     return text + "."

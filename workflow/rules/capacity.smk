@@ -2,7 +2,7 @@
 # train); these rules only read them back.
 
 CAPACITY_RUNS = grid.capacity_runs(config)
-CAPACITY_LIB = lib("capacity", "scalings")
+CAPACITY_LIB = lib("capacity", "scalings", "jobs")
 
 
 rule capacity_tables:
@@ -41,9 +41,36 @@ rule capacity_unimodality:
         "../../scripts/capacity_unimodality.py"
 
 
+rule plot_capacity:
+    """GC vs λ, test accuracy vs λ, and GC through training coloured by λ."""
+    input:
+        sweep=rules.capacity_tables.output.sweep,
+        history=rules.capacity_tables.output.history,
+        lib=PLOT_LIB,
+    output:
+        gc_pdf="results/figures/capacity_gc_vs_lambda.pdf",
+        gc_png="results/figures/capacity_gc_vs_lambda.png",
+        accuracy_pdf="results/figures/capacity_accuracy_vs_lambda.pdf",
+        accuracy_png="results/figures/capacity_accuracy_vs_lambda.png",
+        training_pdf="results/figures/capacity_gc_over_training.pdf",
+        training_png="results/figures/capacity_gc_over_training.png",
+    log:
+        "results/logs/plot_capacity.log",
+    benchmark:
+        "results/benchmarks/plot_capacity.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/plot_capacity.py"
+
+
 #: What `all` asks of the sweep: nothing when the config has no `capacity` section.
 CAPACITY_OUTPUTS = (
-    [*rules.capacity_tables.output, *rules.capacity_unimodality.output]
+    [
+        *rules.capacity_tables.output,
+        *rules.capacity_unimodality.output,
+        *rules.plot_capacity.output,
+    ]
     if CAPACITY_RUNS
     else []
 )
