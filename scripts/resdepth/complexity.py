@@ -1,18 +1,22 @@
 """Geometric complexity (GC) of a classifier: the mean over inputs of ||∂ logits / ∂ x||_F².
 
 GC (Dherin et al., NeurIPS 2022) measures how fast the learned function varies with its
-input; claim C4 follows it through training and across λ. Two estimators:
+input; claim C4 follows it through training and across λ.
 
-- ``exact``: the full input-to-logits Jacobian of every input (torch.func ``jacrev`` under
-  ``vmap``). Costs one backward pass per logit per input, so C backward passes per input
-  for C classes, and holds a (chunk, C, *input_shape) Jacobian in memory.
-- ``hutchinson``: ||J||_F² = E_v ||Jᵀ v||² for v ~ N(0, I) over the logits, so P Gaussian
-  probes cost P backward passes per input (one batched backward per chunk of inputs) and
-  give a standard error. It pays off when P < C or when the Jacobian does not fit.
+Both estimators pull cotangents v over the logits back to the input, Jᵀ v, with
+torch.func: one forward pass per chunk of inputs, then one backward pass per cotangent,
+``vmap``-ed over the cotangents. In eval mode input i's logits depend on input i alone
+(BatchNorm uses its running statistics), so a cotangent on the whole chunk's logits
+pulls back to every input's own J_iᵀ v_i: a per-input Jacobian without per-input passes.
 
-Both evaluate the model in eval mode (BatchNorm uses its running statistics, so each
-input's Jacobian is its own) and leave the model exactly as they found it: modes restored,
-parameters and ``.grad`` untouched (the forward pass uses detached copies of the weights).
+- ``exact``: the C one-hot cotangents give the C rows of every J_i, so
+  ||J_i||_F² = Σ_c ||J_iᵀ e_c||²: C backward passes per input for C classes.
+- ``hutchinson``: ||J_i||_F² = E_v ||J_iᵀ v||² for v ~ N(0, I): P Gaussian probes cost P
+  backward passes per input and give a standard error. It pays off when P < C.
+
+Memory grows as (cotangents × chunk × input size). Both leave the model exactly as they
+found it: modes restored, parameters and ``.grad`` untouched (the forward pass uses
+detached copies of the weights).
 """
 
 import logging
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, jacrev, vjp, vmap
+from torch.func import functional_call, vjp, vmap
 
 METHODS = ("exact", "hutchinson")
 
@@ -60,18 +64,16 @@ def geometric_complexity(
     model.eval()
     try:
         logits_of = _detached_forward(model)
-        per_input = []  # exact: ||J_i||²; Hutchinson: (mean, variance) over probes per input
+        per_input = []  # ||J_iᵀ v||² per input (rows) and cotangent v (columns)
         for chunk in torch.split(x, chunk_size):
-            if method == "exact":
-                per_input.append(_exact_squared_norms(logits_of, chunk))
-            else:
-                per_input.append(_probe_squared_norms(logits_of, chunk, probes, generator))
+            cotangents = _one_hot if method == "exact" else _gaussian(probes, generator)
+            per_input.append(_pullback_squared_norms(logits_of, chunk, cotangents))
     finally:
         for module, training in modes.items():
             module.train(training)
 
-    if method == "exact":
-        squared_norms = torch.cat(per_input).double()
+    if method == "exact":  # ||J_i||_F² = Σ_c ||J_iᵀ e_c||²
+        squared_norms = torch.cat(per_input).double().sum(dim=1)
         return GCEstimate(squared_norms.mean().item(), 0.0, method, len(x), 0)
     # samples[i, p] = ||J_iᵀ v_ip||². The inputs are fixed, so only the probes are random:
     # Var(mean) = Σ_i Var_p(samples[i]) / (P · N²), with Var_p estimated per input.
@@ -88,29 +90,33 @@ def _detached_forward(model):
     return lambda x: functional_call(model, state, (x,))
 
 
-def _exact_squared_norms(logits_of, chunk):
-    """||J_i||_F² for every input of the chunk, from its full Jacobian."""
+def _pullback_squared_norms(logits_of, chunk, cotangents):
+    """||J_iᵀ v||² for every input i of the chunk and every cotangent v: (chunk, K).
 
-    def logits_of_one(x_one):
-        return logits_of(x_one.unsqueeze(0)).squeeze(0)
-
-    jacobians = vmap(jacrev(logits_of_one))(chunk)  # (chunk, C, *input_shape)
-    return jacobians.pow(2).flatten(start_dim=1).sum(dim=1)
-
-
-def _probe_squared_norms(logits_of, chunk, probes, generator):
-    """||J_iᵀ v||² for ``probes`` Gaussian v per input of the chunk: shape (chunk, probes).
-
-    In eval mode input i's logits depend on input i only, so the vector-Jacobian product
-    of the whole chunk with v is the stack of the per-input products.
+    ``cotangents(logits)`` returns K cotangents stacked, shape (K, *logits.shape).
     """
-    logits, vjp_of = vjp(logits_of, chunk)
-    draw_on = generator.device if generator is not None else logits.device
-    v = torch.randn(
-        (probes, *logits.shape), generator=generator, device=draw_on, dtype=logits.dtype
-    ).to(logits.device)
-    (pullbacks,) = vmap(vjp_of)(v)  # (probes, chunk, *input_shape): one batched backward
+    logits, pull_back = vjp(logits_of, chunk)
+    (pullbacks,) = vmap(pull_back)(cotangents(logits))  # (K, chunk, *input_shape)
     return pullbacks.pow(2).flatten(start_dim=2).sum(dim=2).T
+
+
+def _one_hot(logits):
+    """The C basis vectors e_c, each on every input's logits: (C, chunk, C)."""
+    n_inputs, n_classes = logits.shape
+    basis = torch.eye(n_classes, dtype=logits.dtype, device=logits.device)
+    return basis[:, None, :].expand(n_classes, n_inputs, n_classes)
+
+
+def _gaussian(probes, generator):
+    """``probes`` independent N(0, I) cotangents per input, drawn from ``generator``."""
+
+    def draw(logits):
+        device = generator.device if generator is not None else logits.device
+        shape = (probes, *logits.shape)
+        v = torch.randn(shape, generator=generator, device=device, dtype=logits.dtype)
+        return v.to(logits.device)
+
+    return draw
 
 
 class GCTracker:
