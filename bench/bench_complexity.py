@@ -9,7 +9,8 @@ synthetic inputs, and one epoch of SGD training, for two towers:
   images; the epoch time is extrapolated from ``--conv-steps`` timed steps).
 
 Usage:  python bench/bench_complexity.py [--device cuda] [--only conv]
-The printed ratio GC/epoch is the fraction of an epoch one GC measurement costs.
+The printed ratio GC/epoch is the fraction of an epoch one GC measurement costs. CPU
+figures are CPU seconds of this process (use --threads 1 to compare with one core).
 """
 
 import argparse
@@ -26,15 +27,20 @@ from resdepth.models import build_model  # noqa: E402
 
 
 def timed(fn, device):
-    """(seconds, result) of one call of ``fn`` after a warm-up call, synchronising CUDA."""
+    """(seconds, result) of one call of ``fn`` after a warm-up call.
+
+    On CUDA: wall time, synchronised. On CPU: this process's CPU time, which other jobs
+    sharing the cores do not inflate the way they inflate wall time.
+    """
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     result = fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+    return clock() - start, result
 
 
 def epoch_seconds(model, input_shape, n_train, batch_size, steps, device):
