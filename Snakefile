@@ -10,6 +10,7 @@ include: "workflow/rules/init_norms.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/expansion.smk"
+include: "workflow/rules/capacity.smk"
 
 
 rule all:
@@ -20,3 +21,4 @@ rule all:
         rules.plot_accuracy_vs_depth.output,
         rules.plot_training_curves.output,
         expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
+        CAPACITY_OUTPUTS,

@@ -11,6 +11,7 @@ import torch
 from conftest import default_config, tiny_config
 
 from resdepth import expansion_study
+from resdepth import grid
 
 pytestmark = pytest.mark.workflow
 
@@ -25,7 +26,7 @@ def n_cells(grid):
 def test_default_config_plans_every_grid_cell(workflow):
     config = default_config()
     jobs = workflow.planned_jobs()
-    assert jobs["train"] == n_cells(config["grid"])
+    assert jobs["train"] == len(grid.training_runs(config)) > n_cells(config["grid"])
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
@@ -42,16 +43,17 @@ def finished(tmp_path_factory):
 def test_tiny_run_writes_every_run_file(finished):
     config = tiny_config()
     run_dirs = sorted(finished.path("results/runs").iterdir())
-    assert len(run_dirs) == n_cells(config["grid"])
+    assert len(run_dirs) == len(grid.training_runs(config))
     for run in run_dirs:
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["run_id"] == run.name
         history = pd.read_csv(run / "history.csv")
-        if metrics["status"] == "ok":
-            assert list(history["epoch"]) == [1, 2] and 0 <= metrics["test_acc"] <= 1
+        if metrics["status"] == "ok":  # epoch 0: GC at initialisation
+            assert list(history["epoch"]) == [0, 1, 2] and 0 <= metrics["test_acc"] <= 1
+            assert history["gc"].notna().all()
         else:
             assert metrics["status"] == "diverged" and metrics["test_acc"] is None
-            assert len(history) == metrics["diverged_epoch"] - 1
+            assert len(history) == metrics["diverged_epoch"]
         state = torch.load(run / "model.pt", weights_only=True)
         assert "tower.lam" in state
         log = (finished.path("results/logs/train") / f"{run.name}.log").read_text()
@@ -127,7 +129,7 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow
     assert jobs == dict.fromkeys([*FIGURE_RULES, "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
-    assert jobs["train"] == n_cells(tiny_config()["grid"])
+    assert jobs["train"] == len(grid.training_runs(tiny_config()))
     assert jobs["init_norms"] == 1 and "digits" not in jobs
 
 
@@ -222,3 +224,26 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished):
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
     assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "plot_expansion": 4, "all": 1}
     assert finished.planned_jobs(tiny_config()) == {}
+def test_capacity_sweep_plans_only_its_own_runs(workflow):
+    config = tiny_config()
+    without_sweep = {key: value for key, value in config.items() if key != "capacity"}
+    jobs_with, jobs_without = workflow.planned_jobs(config), workflow.planned_jobs(without_sweep)
+    own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
+    assert len(own_runs) == 3  # the 3 fixed λ; the sweep's `inv` run is the grid's
+    assert jobs_with.pop("train") == jobs_without.pop("train") + len(own_runs)
+    assert jobs_with.pop("capacity_tables") == jobs_with.pop("capacity_unimodality") == 1
+    assert jobs_with == jobs_without
+
+
+def test_tiny_run_capacity_outputs(finished):
+    sweep = pd.read_csv(finished.path("results/capacity/gc_vs_lambda.csv"))
+    assert len(sweep) == len(grid.capacity_runs(tiny_config())) == 4
+    assert list(sweep["lambda"]) == pytest.approx([0.1, 0.316, 1 / 3, 1.0])
+    ok = sweep[sweep["status"] == "ok"]
+    assert (ok["gc_final"] > 0).all() and (ok["gc_peak"] >= ok["gc_final"]).all()
+    history = pd.read_csv(finished.path("results/capacity/gc_history.csv"))
+    assert set(history["epoch"]) == {0, 1, 2}
+    result = json.loads(finished.path("results/capacity/unimodality.json").read_text())
+    assert result["lambdas"] == [0.1, 0.316, 1.0] and result["seeds"] == [0]
+    n_finished = (ok["scaling"] != "inv").sum()
+    assert result["gc_final"]["per_seed"][0]["n_lambdas"] == n_finished

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from resdepth.augment import random_crop_flip
+from resdepth.complexity import GCTracker
 from resdepth.models import build_model
 from resdepth.scalings import branch_scale
 
@@ -34,6 +35,8 @@ HISTORY_COLUMNS = (
     "test_loss",
     "test_acc",
     "wall_time_s",
+    "gc",  # empty where GC was not measured (see complexity.GCTracker)
+    "gc_stderr",
 )
 
 
@@ -123,6 +126,10 @@ def train_run(cell, data, settings, arch_options=None, device=None):
 
     history, diverged_at = [], None
     step, start = 0, time.perf_counter()
+    gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
+    if gc:  # epoch 0: the initialisation
+        init = {"epoch": 0, "step": 0, **gc.measure(model, 0)}
+        history.append({**init, "wall_time_s": time.perf_counter() - start})
     for epoch in range(1, cell["epochs"] + 1):
         model.train()
         perm = torch.randperm(n_train, device=device, generator=batch_order)
@@ -166,6 +173,8 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             "test_acc": test_acc,
             "wall_time_s": time.perf_counter() - start,
         }
+        if gc and gc.due(epoch):
+            row.update(gc.measure(model, epoch))
         history.append(row)
         log.info(
             "epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "

@@ -17,12 +17,13 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, f"{workflow.basedir}/scripts")
 from resdepth import cifar10, grid
 
-TRAIN_RUNS = grid.training_runs(config)
+TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
+GRID_RUNS = grid.grid_runs(config)
 
 
-def run_files(name):
-    """One path per configured training run, e.g. run_files("metrics.json")."""
-    return [f"results/runs/{run_id}/{name}" for run_id in TRAIN_RUNS]
+def run_files(name, runs=TRAIN_RUNS):
+    """One path per training run (default: all), e.g. run_files("metrics.json")."""
+    return [f"results/runs/{run_id}/{name}" for run_id in runs]
 
 
 def lib(*names):

@@ -10,7 +10,7 @@ EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 
 
 def expansion_run_files(name):
-    return [f"results/expansion/runs/{run_id}/{name}.csv" for run_id in TRAIN_RUNS]
+    return [f"results/expansion/runs/{run_id}/{name}.csv" for run_id in GRID_RUNS]
 
 
 rule expansion_run:

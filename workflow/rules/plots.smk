@@ -1,7 +1,7 @@
 # Figures (PDF + PNG). They depend on the plotting modules but not on the model or
 # training code, so a plotting change redraws only figures.
 
-PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
+PLOT_LIB = lib("plots", "aggregate", "capacity", "scalings", "jobs")
 
 
 rule plot_init_norms:
@@ -44,7 +44,7 @@ rule plot_training_curves:
     """Test accuracy and train loss per epoch of every run."""
     input:
         runs="results/runs.csv",
-        histories=run_files("history.csv"),
+        histories=run_files("history.csv", GRID_RUNS),
         lib=PLOT_LIB,
     output:
         pdf="results/figures/training_curves.pdf",
