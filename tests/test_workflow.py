@@ -10,8 +10,7 @@ import pytest
 import torch
 from conftest import default_config, tiny_config
 
-from resdepth import expansion_study
-from resdepth import grid
+from resdepth import expansion_study, grid
 
 pytestmark = pytest.mark.workflow
 
@@ -224,6 +223,8 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished):
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
     assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "plot_expansion": 4, "all": 1}
     assert finished.planned_jobs(tiny_config()) == {}
+
+
 def test_capacity_sweep_plans_only_its_own_runs(workflow):
     config = tiny_config()
     without_sweep = {key: value for key, value in config.items() if key != "capacity"}

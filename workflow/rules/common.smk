@@ -23,7 +23,12 @@ GRID_RUNS = grid.grid_runs(config)
 
 def run_files(name, runs=TRAIN_RUNS):
     """One path per training run (default: all), e.g. run_files("metrics.json")."""
-    return [f"results/runs/{run_id}/{name}" for run_id in runs]
+    return per_run_files(f"results/runs/{{run_id}}/{name}", runs)
+
+
+def per_run_files(pattern, runs):
+    """``pattern`` (with a ``{run_id}`` field) filled in for each of ``runs``."""
+    return [pattern.format(run_id=run_id) for run_id in runs]
 
 
 def lib(*names):

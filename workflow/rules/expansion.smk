@@ -1,16 +1,12 @@
 # Claims C1 and C5: residual expansion terms. One job per training run reads that run's
-# weights, so a new run adds one job; expansion_tables gathers them. TRAIN_RUNS, run_files
-# and lib come from common.smk.
+# weights, so a new run adds one job; expansion_tables gathers them. TRAIN_RUNS, GRID_RUNS,
+# per_run_files and lib come from common.smk.
 
 EXPANSION = config["expansion"]
 EXPANSION_LIB = lib(
     "models", "scalings", "data", "jobs", "expansion", "expansion_study"
 )
 EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
-
-
-def expansion_run_files(name):
-    return [f"results/expansion/runs/{run_id}/{name}.csv" for run_id in GRID_RUNS]
 
 
 rule expansion_run:
@@ -47,7 +43,12 @@ rule expansion_run:
 rule expansion_tables:
     """Gather every run's expansion tables into one file each."""
     input:
-        **{name: expansion_run_files(name) for name in EXPANSION_TABLES},
+        **{
+            name: per_run_files(
+                f"results/expansion/runs/{{run_id}}/{name}.csv", GRID_RUNS
+            )
+            for name in EXPANSION_TABLES
+        },
         code=lib("expansion_study"),
     output:
         **{name: f"results/expansion/{name}.csv" for name in EXPANSION_TABLES},
