@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from resdepth import expansion, models
+from resdepth.scalings import NAMED_SCALINGS
 
 KINDS = ("mlp", "conv", "mlp_bn", "conv_bn")
 WIDTH = 5  # features (mlp) or channels (conv)
@@ -175,7 +176,7 @@ def test_identical_linear_modules_give_the_binomial_expansion():
 
 
 @pytest.mark.parametrize("arch", ["mlp"])
-@pytest.mark.parametrize("scaling", models.NAMED_SCALINGS)
+@pytest.mark.parametrize("scaling", NAMED_SCALINGS)
 def test_works_on_built_models_in_eval_mode(arch, scaling):
     torch.manual_seed(0)
     model = models.build_model(arch, (8, 8), 10, width=8, depth=5, scaling=scaling)

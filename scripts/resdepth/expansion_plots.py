@@ -131,7 +131,16 @@ def orders_figure(orders):
             stages = panel.groupby("depth")["stage"].agg(set)
             untrained = [str(d) for d, s in stages.items() if "trained" not in s]
             if untrained:  # every seed diverged: no trained weights to expand
-                ax.text(0.03, 0.03, f"diverged: n={','.join(untrained)}", transform=ax.transAxes)
+                ax.text(
+                    0.97,
+                    0.97,
+                    f"no trained run (diverged): n={','.join(untrained)}",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize="small",
+                    bbox={"facecolor": "white", "edgecolor": "0.8"},
+                )
             ax.set_yscale("log")
             if row == 0:
                 ax.set_title(aggregate.scaling_label(scaling))
