@@ -35,8 +35,8 @@ def stop_daemons(names):
 
 
 @pytest.fixture(scope="module")
-def slurm_env():
-    """Environment for SLURM commands (SLURM_CONF set) while the module's tests run."""
+def slurm_cluster():
+    """A running cluster (its state directory) while the module's tests run."""
     if os.geteuid() != 0:
         cluster_unavailable("the daemons run as root; run the tests as root")
     if not (shutil.which("slurmctld") or shutil.which("apt-get")):
@@ -54,16 +54,15 @@ def slurm_env():
     if start.returncode != 0:
         stop_daemons(started)
         cluster_unavailable(f"start-cluster.sh exited {start.returncode}: {start.stderr[-3000:]}")
-    yield {**os.environ, "SLURM_CONF": str(STATE_DIR / "etc" / "slurm.conf")}
+    yield STATE_DIR
     stop_daemons(started)
 
 
-def sacct_rows(job_id, env, fields):
+def sacct_rows(job_id, fields):
     """sacct's allocation rows of one job as dicts (accounting lags the job by a moment)."""
     for _ in range(50):
         out = subprocess.run(
             ["sacct", "-j", str(job_id), "-X", "-n", "-P", "-o", ",".join(fields)],
-            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -75,12 +74,12 @@ def sacct_rows(job_id, env, fields):
     raise AssertionError(f"sacct has no final state for job {job_id}: {out!r}")
 
 
-def test_gpu_job_gets_a_gpu_slot_and_is_accounted(slurm_env, tmp_path):
+@pytest.mark.usefixtures("slurm_cluster")
+def test_gpu_job_gets_a_gpu_slot_and_is_accounted(tmp_path):
     out = tmp_path / "job.out"
     submit = subprocess.run(
         ["sbatch", "--parsable", "--wait", "--gpus=1", "--mem=100", "--time=2"]
         + [f"--output={out}", "--wrap", "echo CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"],
-        env=slurm_env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -88,6 +87,6 @@ def test_gpu_job_gets_a_gpu_slot_and_is_accounted(slurm_env, tmp_path):
     assert submit.returncode == 0, submit.stderr
     job_id = submit.stdout.strip().split(";")[0]
     assert out.read_text().strip() in {f"CUDA_VISIBLE_DEVICES={i}" for i in range(8)}
-    (row,) = sacct_rows(job_id, slurm_env, ["State", "AllocTRES"])
+    (row,) = sacct_rows(job_id, ["State", "AllocTRES"])
     assert row["State"] == "COMPLETED"
     assert "gres/gpu=1" in row["AllocTRES"].split(",")

@@ -3,7 +3,7 @@
 # SLURM profile without a real cluster. Debian/Ubuntu, run as root.
 #
 #   tests/slurm/start-cluster.sh [STATE_DIR]     (default: $RESDEPTH_SLURM_DIR or /tmp/resdepth-slurm)
-#   source STATE_DIR/env.sh                      (sets SLURM_CONF for sbatch, squeue, sacct ...)
+#   sbatch / squeue / sacct ...                  (/etc/slurm/slurm.conf links to STATE_DIR's)
 #   tests/slurm/stop-cluster.sh [STATE_DIR]
 #
 # What runs: munged, a private MariaDB, slurmdbd, slurmctld and slurmd. Accounting (slurmdbd)
@@ -11,16 +11,18 @@
 # database a workflow waits forever. The node offers fake GPUs (GRES `gpu` backed by dummy
 # device files), so GPU requests are accepted and jobs get CUDA_VISIBLE_DEVICES.
 #
+# Everything the cluster writes (config, spool, database, logs, PID files) lives in STATE_DIR;
+# outside it there is only the link /etc/slurm/slurm.conf (see install_config_link).
 # Idempotent: packages are installed only when missing (no service is started by the
 # install), daemons already running from STATE_DIR are kept. Prints "started NAME" on stdout
-# for each daemon it started, so a caller can later stop exactly those. Everything the cluster writes
-# (config, spool, database, logs, PID files) lives in STATE_DIR; stop-cluster.sh kills
-# exactly the PIDs recorded in STATE_DIR/pids.
+# for each daemon it started; stop-cluster.sh kills exactly the PIDs recorded in
+# STATE_DIR/pids.
 set -euo pipefail
 
 STATE=$(realpath -m "${1:-${RESDEPTH_SLURM_DIR:-/tmp/resdepth-slurm}}")
 GPUS=${RESDEPTH_SLURM_GPUS:-2} # fake GPUs on the node
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
+CONF_HEADER="# Written by tests/slurm/start-cluster.sh: a single-node cluster on localhost."
 COMMANDS=(munged mungekey mariadbd mariadb-install-db mariadb-admin slurmdbd slurmctld slurmd
     sbatch sacct sacctmgr)
 
@@ -86,7 +88,7 @@ write_config() {
     [[ $node == NodeName=* ]] || die "unexpected 'slurmd -C' output: $node"
 
     cat >"$STATE/etc/slurm.conf" <<EOF
-# Written by tests/slurm/start-cluster.sh: a single-node cluster on localhost.
+$CONF_HEADER
 ClusterName=resdepth
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
@@ -141,9 +143,20 @@ PidFile=$STATE/pids/slurmdbd.pid
 EOF
     chmod 600 "$STATE/etc/slurmdbd.conf"
 
-    cat >"$STATE/env.sh" <<EOF
-export SLURM_CONF=$STATE/etc/slurm.conf
-EOF
+    install_config_link
+}
+
+# Commands inside jobs find slurm.conf only at the default path: the Snakemake jobstep
+# plugin strips SLURM_* variables (SLURM_CONF too) before it calls srun. So link it there,
+# as a real cluster has it, unless a configuration that is not ours is in the way.
+install_config_link() {
+    local link=/etc/slurm/slurm.conf
+    # A dangling link is ours, left by a removed state directory: replace it.
+    if [[ -e $link ]] && [[ $(head -n 1 "$link") != "$CONF_HEADER" ]]; then
+        die "$link exists and was not written by this script; not touching a real cluster"
+    fi
+    mkdir -p /etc/slurm
+    ln -sfn "$STATE/etc/slurm.conf" "$link"
 }
 
 # Fake GPU device files: slurmd only needs them to exist to hand out GPU slots.
@@ -221,7 +234,7 @@ main() {
     start_munge
     start_mariadb
     start_slurm
-    log "ready: source $STATE/env.sh (SLURM_CONF=$STATE/etc/slurm.conf)"
+    log "ready (state in $STATE)"
 }
 
 main
