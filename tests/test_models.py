@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from resdepth import models
+from resdepth import models, scalings
 
 
 @pytest.mark.parametrize(
@@ -19,16 +19,16 @@ from resdepth import models
     ],
 )
 def test_branch_scale_per_scaling(scaling, depth, expected):
-    assert models.branch_scale(scaling, depth) == pytest.approx(expected)
+    assert scalings.branch_scale(scaling, depth) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("bad", ["half", -1.0, 0.0, float("nan"), None])
 def test_bad_scaling_is_rejected(bad):
     with pytest.raises(ValueError):
-        models.parse_scaling(bad)
+        scalings.parse_scaling(bad)
 
 
-@pytest.mark.parametrize("scaling", models.NAMED_SCALINGS + (0.2,))
+@pytest.mark.parametrize("scaling", scalings.NAMED_SCALINGS + (0.2,))
 def test_tower_forward_equals_explicit_loop(scaling):
     torch.manual_seed(0)
     model = models.build_model("mlp", (8, 8), 10, width=12, depth=5, scaling=scaling).double()
@@ -38,7 +38,7 @@ def test_tower_forward_equals_explicit_loop(scaling):
     model.eval()
     x = torch.randn(7, 8, 8, dtype=torch.float64)
     h = model.stem(x)
-    lam = models.branch_scale(scaling, 5) if scaling != "skipinit" else None
+    lam = scalings.branch_scale(scaling, 5) if scaling != "skipinit" else None
     for i, branch in enumerate(model.tower.branches):
         scale = model.tower.alpha[i] if scaling == "skipinit" else lam
         h = h + scale * branch(h)

@@ -1,0 +1,122 @@
+"""Benchmark of the foundation (issue 2); prints figures, asserts nothing.
+
+1. wall time of the full default pipeline from scratch, in a temporary copy (goal ≤ 5 min
+   on 2 cores), and of a no-op rerun (goal ≤ 5 s);
+2. training throughput of our loop (whole data set as tensors, index batching) against a
+   plain reference loop over ``torch.utils.data.DataLoader`` with the same model, optimiser,
+   schedule, steps and per-epoch evaluation, measured in the same process (goal ≥ 1.0×).
+
+Usage: python bench/bench_pipeline.py [--skip-pipeline] [--depth 16] [--epochs 10]
+"""
+
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from resdepth import data, models, train  # noqa: E402
+
+
+def time_pipeline():
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in ("Snakefile", "workflow", "config", "scripts", "envs"):
+            src = REPO / part
+            cmd = ["cp", "-r", str(src), tmp]
+            subprocess.run(cmd, check=True)
+        snakemake = [sys.executable, "-m", "snakemake", "--cores", "all", "--quiet", "all"]
+        start = time.perf_counter()
+        subprocess.run(snakemake, cwd=tmp, check=True, capture_output=True)
+        full = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run(snakemake, cwd=tmp, check=True, capture_output=True)
+        noop = time.perf_counter() - start
+    print(f"full default pipeline from scratch: {full:7.1f} s   (goal <= 300 s)")
+    print(f"no-op rerun:                        {noop:7.1f} s   (goal <= 5 s)")
+
+
+def reference_loop(cell, dataset, settings):
+    """The textbook loop: DataLoader over TensorDatasets, per-step lr, per-epoch eval."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(cell["seed"])
+    model = models.build_model(
+        "mlp", dataset.input_shape, 10, cell["width"], cell["depth"], cell["scaling"]
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cell["lr"],
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+        weight_decay=settings["weight_decay"],
+    )
+    train_loader = DataLoader(
+        TensorDataset(dataset.x_train, dataset.y_train),
+        batch_size=cell["batch_size"],
+        shuffle=True,
+    )
+    test_loader = DataLoader(
+        TensorDataset(dataset.x_test, dataset.y_test), batch_size=settings["eval_batch_size"]
+    )
+    total = len(train_loader) * cell["epochs"]
+    warmup = round(settings["warmup_epochs"] * len(train_loader))
+    step = 0
+    for _ in range(cell["epochs"]):
+        model.train()
+        for x, y in train_loader:
+            for group in optimizer.param_groups:
+                group["lr"] = train.lr_at(step, total, warmup, cell["lr"])
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            for x, y in test_loader:
+                F.cross_entropy(model(x), y)
+
+
+def time_throughput(depth, epochs, repeats=3):
+    torch.set_num_threads(1)
+    settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["training"]
+    dataset = data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+    cell = dict(dataset="digits", arch="mlp", depth=depth, scaling="inv_sqrt", seed=0)
+    cell.update(width=64, lr=0.05, epochs=epochs, batch_size=128)
+    samples = len(dataset.y_train) * epochs
+
+    def best_of(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    ours = samples / best_of(lambda: train.train_run(cell, dataset, settings))
+    ref = samples / best_of(lambda: reference_loop(cell, dataset, settings))
+    steps = math.ceil(len(dataset.y_train) / cell["batch_size"]) * epochs
+    print(f"training throughput, MLP depth {depth}, width 64, {steps} steps, 1 thread:")
+    print(f"  ours      {ours:9.0f} samples/s")
+    print(f"  reference {ref:9.0f} samples/s (DataLoader)")
+    print(f"  ratio     {ours / ref:9.2f}x   (goal >= 1.0x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    time_throughput(args.depth, args.epochs)
+    if not args.skip_pipeline:
+        time_pipeline()

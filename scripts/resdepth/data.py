@@ -1,0 +1,112 @@
+"""Data sets as whole tensors: prepared once by a rule, loaded whole by every job.
+
+A prepared data set is a ``torch.save``d dict of tensors ``x_train, y_train, x_test,
+y_test`` (optionally ``mean``/``std`` for uint8 images, normalised per batch on the
+device) plus a JSON manifest. Training jobs read only these two files.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Prepared:
+    """A data set held as tensors on one device, ready for index-based batching."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    @property
+    def input_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    def inputs(self, x):
+        """Model inputs for a batch: floats, normalised when the data are stored raw."""
+        if self.mean is None:
+            return x
+        return (x.float() - self.mean) / self.std
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_prepared(tensors, pt_path, json_path, name, num_classes, **extra):
+    """Write the tensor file (atomically) and its manifest with sizes, counts and sha256."""
+    pt_path, json_path = Path(pt_path), Path(json_path)
+    pt_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pt_path.with_name(pt_path.name + ".tmp")
+    torch.save(tensors, tmp)
+    os.replace(tmp, pt_path)
+
+    def counts(y):
+        return torch.bincount(y, minlength=num_classes).tolist()
+
+    manifest = {
+        "dataset": name,
+        "n_train": len(tensors["y_train"]),
+        "n_test": len(tensors["y_test"]),
+        "input_shape": list(tensors["x_train"].shape[1:]),
+        "num_classes": num_classes,
+        "train_class_counts": counts(tensors["y_train"]),
+        "test_class_counts": counts(tensors["y_test"]),
+        "sha256": sha256(pt_path),
+        **extra,
+    }
+    json_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_prepared(pt_path, device="cpu"):
+    """Load a prepared data set onto ``device``, checking it against its manifest."""
+    pt_path = Path(pt_path)
+    manifest = json.loads(pt_path.with_suffix(".json").read_text())
+    actual = sha256(pt_path)
+    if actual != manifest["sha256"]:
+        raise ValueError(
+            f"{pt_path}: sha256 {actual} does not match its manifest ({manifest['sha256']}); "
+            "delete the file and rerun the workflow to prepare it again"
+        )
+    tensors = torch.load(pt_path, map_location=device, weights_only=True)
+    return Prepared(num_classes=manifest["num_classes"], **tensors)
+
+
+def digits_tensors(test_fraction, split_seed):
+    """scikit-learn's 8×8 digits: stratified split, standardised with train statistics.
+
+    Pixels that are constant on the train split (the image border) keep std 1 so they
+    map to 0 instead of dividing by zero.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.images.astype(np.float32)
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=split_seed
+    )
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0] = 1.0
+    return {
+        "x_train": torch.from_numpy((x_train - mean) / std),
+        "y_train": torch.from_numpy(y_train),
+        "x_test": torch.from_numpy((x_test - mean) / std),
+        "y_test": torch.from_numpy(y_test),
+    }

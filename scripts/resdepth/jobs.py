@@ -1,0 +1,47 @@
+"""What every rule entry point needs: logging into the job's ``log:`` file, and
+writing results so that a crash never leaves a half-written file behind."""
+
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+
+def log_to(path):
+    """Send library log lines and uncaught errors of this job to its ``log:`` file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    logging.basicConfig(
+        stream=stream, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
+    )
+    sys.stderr = stream
+
+
+def _atomic(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj, path):
+    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def write_csv(rows, path, columns):
+    def write(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    _atomic(path, write)
+
+
+def save_weights(model, path):
+    _atomic(path, lambda p: torch.save(model.state_dict(), p))

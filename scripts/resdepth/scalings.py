@@ -1,0 +1,42 @@
+"""Residual scalings λ (PAPER.md §1), kept free of torch so the DAG is planned fast."""
+
+import math
+
+#: Named scalings (PAPER.md §1). Any positive float is also accepted: a fixed λ.
+NAMED_SCALINGS = ("one", "inv_sqrt", "inv", "bn", "skipinit")
+
+
+def parse_scaling(scaling):
+    """Return a named scaling unchanged, or a fixed λ as a float; reject anything else."""
+    if isinstance(scaling, str) and scaling in NAMED_SCALINGS:
+        return scaling
+    try:
+        value = float(scaling)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"unknown scaling {scaling!r}: expected one of {', '.join(NAMED_SCALINGS)} "
+            "or a positive number (a fixed λ)"
+        ) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"a fixed λ must be a positive finite number, got {scaling!r}")
+    return value
+
+
+def branch_scale(scaling, depth):
+    """The initial λ of every branch for a tower of ``depth`` branches.
+
+    ``bn`` keeps λ = 1 (normalisation does the taming); ``skipinit`` starts at 0 and is
+    learned per branch.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    scaling = parse_scaling(scaling)
+    if isinstance(scaling, float):
+        return scaling
+    return {
+        "one": 1.0,
+        "bn": 1.0,
+        "inv_sqrt": 1.0 / math.sqrt(depth),
+        "inv": 1.0 / depth,
+        "skipinit": 0.0,
+    }[scaling]

@@ -1,0 +1,158 @@
+"""Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
+
+SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
+step. Deterministic given the cell's seed (weights and batch order both derive from it).
+A non-finite loss is a result, not a crash: the run stops and is recorded as diverged.
+"""
+
+import logging
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from resdepth.models import build_model
+from resdepth.scalings import branch_scale
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "wall_time_s",
+)
+
+
+def pick_device(name="auto"):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def lr_at(step, total_steps, warmup_steps, base_lr):
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate(model, data, x, y, batch_size):
+    """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=y.device)
+    correct = torch.zeros((), device=y.device)
+    for i in range(0, len(y), batch_size):
+        logits = model(data.inputs(x[i : i + batch_size])).float()
+        target = y[i : i + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+def train_run(cell, data, settings, arch_options=None, device=None):
+    """Train the model of ``cell`` on ``data``; return (metrics, history, model).
+
+    ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
+    already on ``device``.
+    """
+    device = device or data.y_train.device
+    torch.manual_seed(cell["seed"])
+    model = build_model(
+        cell["arch"],
+        data.input_shape,
+        data.num_classes,
+        cell["width"],
+        cell["depth"],
+        cell["scaling"],
+        **(arch_options or {}),
+    ).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cell["lr"],
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+        weight_decay=settings["weight_decay"],
+        foreach=True,  # one fused update per step instead of one per tensor
+    )
+    batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
+
+    n_train, batch_size = len(data.y_train), cell["batch_size"]
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = steps_per_epoch * cell["epochs"]
+    warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
+
+    history, diverged_at = [], None
+    step, start = 0, time.perf_counter()
+    for epoch in range(1, cell["epochs"] + 1):
+        model.train()
+        perm = torch.randperm(n_train, device=device, generator=batch_order)
+        losses = torch.zeros(steps_per_epoch, device=device)
+        correct = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            x, y = data.inputs(data.x_train[idx]), data.y_train[idx]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[i] = loss.detach()
+            correct += (logits.argmax(1) == y).sum()
+            step += 1
+
+        # One host sync per epoch: find the first non-finite step, if any.
+        finite = torch.isfinite(losses)
+        if not finite.all():
+            first_bad = int((~finite).nonzero()[0])
+            diverged_at = (epoch, (epoch - 1) * steps_per_epoch + first_bad + 1)
+            log.info("epoch %d: non-finite loss at step %d, run diverged", *diverged_at)
+            break
+
+        test_loss, test_acc = evaluate(
+            model, data, data.x_test, data.y_test, settings["eval_batch_size"]
+        )
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": losses.mean().item(),
+            "train_acc": correct.item() / n_train,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "wall_time_s": time.perf_counter() - start,
+        }
+        history.append(row)
+        log.info(
+            "epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "
+            "test_loss %.4f  test_acc %.4f  %.1fs",
+            epoch,
+            cell["epochs"],
+            *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
+            *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
+        )
+
+    final = history[-1] if history and diverged_at is None else {}
+    metrics = {
+        **cell,
+        "lambda": branch_scale(cell["scaling"], cell["depth"]),
+        "status": "diverged" if diverged_at else "ok",
+        "diverged_epoch": diverged_at[0] if diverged_at else None,
+        "diverged_step": diverged_at[1] if diverged_at else None,
+        **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+        "wall_time_s": time.perf_counter() - start,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }
+    return metrics, history, model

@@ -1,0 +1,76 @@
+"""Shared fixtures: a temporary copy of the workflow that real snakemake runs in."""
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "scripts", "envs")
+
+
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def tiny_config():
+    """The default config shrunk to seconds: two shallow depths, two scalings, one seed."""
+    config = default_config()
+    config["grid"].update(depth=[2, 3], scaling=["one", "inv"], seed=[0], epochs=[2])
+    config["init_norms"].update(depth=[1, 10], scaling=["one", "inv"], seed=[0])
+    return config
+
+
+class Workflow:
+    """A copy of the repository's workflow in ``root``, driven by real snakemake."""
+
+    def __init__(self, root):
+        self.root = root
+        for part in WORKFLOW_PARTS:
+            source = REPO / part
+            if source.is_dir():
+                shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, root / part)
+
+    def write_config(self, config, name="test.yaml"):
+        path = self.root / "config" / name
+        path.write_text(yaml.safe_dump(copy.deepcopy(config), sort_keys=False))
+        return path
+
+    def run(self, *args, config=None, check=True, timeout=600):
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+        if config is not None:
+            cmd += ["--configfile", str(self.write_config(config))]
+        result = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+            )
+        return result
+
+    def planned_jobs(self, config=None, *args):
+        """``{rule: count}`` of the jobs a dry run would execute (empty when up to date)."""
+        result = self.run("--dry-run", *args, config=config)
+        text = result.stdout + result.stderr
+        stats = text.split("Job stats:")[-1] if "Job stats:" in text else ""
+        counts = {}
+        for line in stats.splitlines():
+            match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+            if match and match.group(1) != "total":
+                counts[match.group(1)] = int(match.group(2))
+        return counts
+
+    def path(self, relative):
+        return self.root / relative
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    return Workflow(tmp_path)

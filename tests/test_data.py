@@ -1,0 +1,53 @@
+import json
+
+import pytest
+import torch
+
+from resdepth import data
+
+
+def test_digits_split_is_deterministic_and_stratified():
+    a = data.digits_tensors(0.25, split_seed=3)
+    b = data.digits_tensors(0.25, split_seed=3)
+    c = data.digits_tensors(0.25, split_seed=4)
+    for key in a:
+        assert torch.equal(a[key], b[key])
+    assert not torch.equal(a["y_test"], c["y_test"])
+    assert len(a["y_train"]) + len(a["y_test"]) == 1797
+    train_share = torch.bincount(a["y_train"]) / len(a["y_train"])
+    test_share = torch.bincount(a["y_test"]) / len(a["y_test"])
+    assert (train_share - test_share).abs().max() < 0.01
+
+
+def test_digits_standardised_with_train_statistics():
+    t = data.digits_tensors(0.25, split_seed=0)
+    flat = t["x_train"].reshape(len(t["x_train"]), -1)
+    varying = flat.std(0) > 0
+    torch.testing.assert_close(flat.mean(0), torch.zeros(64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        flat[:, varying].std(0, unbiased=False), torch.ones(int(varying.sum())), atol=1e-4, rtol=0
+    )
+    assert torch.isfinite(t["x_test"]).all()
+
+
+def test_prepared_round_trip_and_manifest(tmp_path):
+    tensors = data.digits_tensors(0.25, split_seed=0)
+    manifest = data.write_prepared(
+        tensors, tmp_path / "d.pt", tmp_path / "d.json", name="digits", num_classes=10
+    )
+    assert manifest == json.loads((tmp_path / "d.json").read_text())
+    assert manifest["n_train"] == 1347 and manifest["n_test"] == 450
+    assert sum(manifest["test_class_counts"]) == 450
+    loaded = data.load_prepared(tmp_path / "d.pt")
+    assert loaded.input_shape == (8, 8) and loaded.num_classes == 10
+    assert torch.equal(loaded.x_test, tensors["x_test"])
+
+
+def test_tampered_tensor_file_is_rejected(tmp_path):
+    data.write_prepared(
+        data.digits_tensors(0.25, 0), tmp_path / "d.pt", tmp_path / "d.json", "digits", 10
+    )
+    with open(tmp_path / "d.pt", "ab") as f:
+        f.write(b"junk")
+    with pytest.raises(ValueError, match="sha256"):
+        data.load_prepared(tmp_path / "d.pt")

@@ -1,0 +1,19 @@
+rule init_norms:
+    """Claim C2: output norm of untrained towers vs depth, per scaling."""
+    input:
+        data=f"results/data/{config['init_norms']['dataset']}.pt",
+        code=lib("models", "scalings", "data", "explosion", "jobs"),
+    output:
+        "results/init_norms.csv",
+    log:
+        "results/logs/init_norms.log",
+    benchmark:
+        "results/benchmarks/init_norms.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: 1
+    params:
+        sweep=config["init_norms"],
+        arch_options=config["arch_options"].get(config["init_norms"]["arch"], {}),
+    script:
+        "../../scripts/init_norms.py"

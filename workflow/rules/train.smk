@@ -1,0 +1,33 @@
+rule train:
+    """Train one grid cell; a diverged run is recorded, not failed."""
+    input:
+        data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
+        code=lib("models", "scalings", "data", "train", "jobs"),
+    output:
+        metrics="results/runs/{run_id}/metrics.json",
+        history="results/runs/{run_id}/history.csv",
+        model="results/runs/{run_id}/model.pt",
+    log:
+        "results/logs/train/{run_id}.log",
+    benchmark:
+        "results/benchmarks/train/{run_id}.tsv"
+    wildcard_constraints:
+        run_id=r"[^/]+",
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=lambda w: grid.train_resources(grid.cell_for(TRAIN_RUNS, w.run_id))[
+            "mem_mb"
+        ],
+        runtime=lambda w: grid.train_resources(grid.cell_for(TRAIN_RUNS, w.run_id))[
+            "runtime"
+        ],
+    params:
+        cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
+        training=config["training"],
+        arch_options=lambda w: config["arch_options"].get(
+            grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
+        ),
+    script:
+        "../../scripts/train_run.py"
