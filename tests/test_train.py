@@ -86,3 +86,8 @@ def test_resources_grow_with_depth():
     shallow, deep = grid.train_resources(cell(depth=10)), grid.train_resources(cell(depth=1000))
     assert deep["mem_mb"] > shallow["mem_mb"] and deep["runtime"] > shallow["runtime"]
     assert math.isfinite(deep["runtime"])
+
+
+def test_retry_after_running_out_of_memory_gets_more_memory_not_more_time():
+    first, retry = grid.train_resources(cell(), attempt=1), grid.train_resources(cell(), attempt=2)
+    assert retry["mem_mb"] == 2 * first["mem_mb"] and retry["runtime"] == first["runtime"]

@@ -51,10 +51,15 @@ def cell_for(runs, run_id):
     return runs[run_id]
 
 
-def train_resources(cell):
-    """Memory (MB) and runtime (min) estimates for a training job; grow with depth."""
+def train_resources(cell, attempt=1):
+    """Memory (MB) and runtime (min) estimates for a training job; grow with depth.
+
+    Memory also grows with Snakemake's ``attempt``: a job retried after running out of
+    memory gets more. Runtime does not: a job stopped at its time limit resumes from its
+    checkpoint.
+    """
     depth_factor = cell["depth"] * cell["width"] / 4096
     return {
-        "mem_mb": int(1000 + 50 * depth_factor),
+        "mem_mb": attempt * int(1000 + 50 * depth_factor),
         "runtime": int(5 + cell["epochs"] * depth_factor / 10),
     }

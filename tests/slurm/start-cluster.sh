@@ -117,6 +117,8 @@ AccountingStorageHost=127.0.0.1
 # For connections to slurmdbd this names the munge socket (AuthInfo is not used for them).
 AccountingStoragePass=$STATE/munge/munge.socket
 AccountingStorageTRES=gres/gpu
+# Keep the job comment, where the Snakemake plugin names the rule and wildcards.
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10
 $node NodeAddr=127.0.0.1 Gres=gpu:$GPUS State=UNKNOWN
