@@ -1,5 +1,7 @@
 """Rule `train`: one grid cell → results/runs/<run_id>/{metrics.json,history.csv,model.pt}."""
 
+import os
+
 import torch
 
 from resdepth import checkpoint, data, jobs, train
@@ -8,6 +10,8 @@ jobs.log_to(snakemake.log[0])
 settings = snakemake.params.training
 torch.set_num_threads(snakemake.threads)
 device = train.pick_device(settings["device"])
+# Which GPU the scheduler gave this job, if any (SLURM sets CUDA_VISIBLE_DEVICES).
+train.log.info("device %s, CUDA_VISIBLE_DEVICES=%s", device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 dataset = data.load_prepared(snakemake.input.data, device)
 
 # SIGTERM/SIGUSR1 (preemption, time limit): checkpoint, then fail; a rerun resumes.

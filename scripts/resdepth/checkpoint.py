@@ -46,6 +46,7 @@ def signals_request_stop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _received.clear()  # a request is for the block it arrived in
 
 
 def stop_requested():
@@ -87,9 +88,12 @@ class Checkpointer:
         self.identity = json.loads(json.dumps(identity))  # plain types, as loaded back
         self.model, self.optimizer, self.generators = model, optimizer, list(generators)
 
-    def save(self, epoch, step, history, seconds, batches_done=0, **epoch_tensors):
+    def save(
+        self, epoch, step, history, seconds, batches_done=0, reason="schedule", **epoch_tensors
+    ):
         """Save the state before batch ``batches_done`` of ``epoch`` (global ``step``,
-        ``seconds`` of training so far); mid-epoch, with the tensors the epoch needs."""
+        ``seconds`` of training so far); mid-epoch, with the tensors the epoch needs.
+        ``reason`` (the schedule, or a signal's name) is reported when resuming."""
         if self.path is None:
             return
         progress = dict(epoch=epoch, step=step, history=history, seconds=seconds)
@@ -97,6 +101,7 @@ class Checkpointer:
         save_atomic(
             {
                 "identity": self.identity,
+                "reason": reason,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "generators": [g.get_state() for g in self.generators],
@@ -110,7 +115,7 @@ class Checkpointer:
 
     def stop(self, *progress, **epoch_progress):
         """``save``, then raise ``Interrupted`` naming the signal that asked for it."""
-        self.save(*progress, **epoch_progress)
+        self.save(*progress, reason=stop_requested(), **epoch_progress)
         saved = f"state saved to {self.path}" if self.path else "no checkpoint path, not saved"
         raise Interrupted(f"stopped by {stop_requested()}; {saved}")
 
@@ -141,6 +146,7 @@ class Checkpointer:
             for k, v in state["progress"].items()
         }
         log.info(
-            "resumed from %s at epoch %d, step %d", self.path, progress["epoch"], progress["step"]
+            "resumed from %s (saved on %s) at epoch %d, step %d",
+            *(self.path, state["reason"], progress["epoch"], progress["step"]),
         )
         return progress
