@@ -158,6 +158,7 @@ def test_every_output_is_written(preempted_workflow):
         for name in ("metrics.json", "history.csv", "model.pt"):
             assert workflow.path(f"results/runs/{run_id}/{name}").exists()
     assert workflow.path("results/init_norms.csv").exists()
+    assert workflow.planned_jobs(config) == {}  # every output there and up to date
     assert not list(workflow.path("results/checkpoints").iterdir())
 
 
