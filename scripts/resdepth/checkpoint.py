@@ -1,13 +1,13 @@
 """Checkpoints that let an interrupted training run finish as if it had never stopped.
 
-SLURM ends a job with SIGTERM (preemption, ``scancel``, time limit) and, when asked, warns
-it with SIGUSR1 before the time limit. Inside ``with signals_request_stop():`` (the train
-rule's entry point) both signals only record a request; the training loop checks
-``stop_requested()`` after every step, saves everything the rest of the run depends on
-(weights, optimizer buffers, every random generator, its place in the epoch, the history so
-far) and raises ``Interrupted``, so the job fails and its outputs stay incomplete. The next
-attempt restores the checkpoint and continues: on the CPU its results equal those of an
-uninterrupted run bit for bit.
+SLURM ends a job with SIGTERM (preemption, ``scancel``, time limit; the SLURM profile asks
+for it two minutes before the limit), and some sites warn with SIGUSR1 first. Inside
+``with signals_request_stop():`` (the train rule's entry point) both signals only record a
+request; the training loop checks ``stop_requested()`` after every step, saves everything
+the rest of the run depends on (weights, optimizer buffers, every random generator, its
+place in the epoch, the history so far) and raises ``Interrupted``, so the job fails and
+its outputs stay incomplete. The next attempt restores the checkpoint and continues: on
+the CPU its results equal those of an uninterrupted run bit for bit.
 
 Checkpoints live outside the rule's declared outputs (Snakemake deletes a failed job's
 outputs), are written atomically and are read with ``weights_only=True``.
