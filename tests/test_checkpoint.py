@@ -144,11 +144,17 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for(saved.exists, "the first checkpoint", 120)
-    processes = psutil.Process(job.pid).children(recursive=True)
-    (trainer,) = [p for p in processes if "train_run" in p.cmdline()[-1]]
-    trainer.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=120) not in (0, 124, 137)  # failed, not timed out
+    try:
+        wait_for(saved.exists, "the first checkpoint", 120)
+        processes = psutil.Process(job.pid).children(recursive=True)
+        (trainer,) = [p for p in processes if "train_run" in p.cmdline()[-1]]
+        trainer.send_signal(signal.SIGTERM)
+        returncode = job.wait(timeout=120)
+    finally:  # on a failed check, do not leave snakemake running
+        if job.poll() is None:
+            job.terminate()
+            job.wait(timeout=60)
+    assert returncode not in (0, 124, 137)  # failed, not timed out
     assert not workflow.path(target).exists() and saved.exists()
     assert "Interrupted: stopped by SIGTERM" in log.read_text()
 

@@ -91,8 +91,8 @@ def snakemake_on_slurm(workflow, config, *args, seconds=480):
     command += ["--workflow-profile", "workflow/profiles/slurm"]
     command += ["--slurm-init-seconds-before-status-checks", "2"]
     command += [*args, "--configfile", str(workflow.write_config(config))]
-    out = open(workflow.path("snakemake.out"), "w")  # noqa: SIM115 - closed by the caller
-    return subprocess.Popen(command, cwd=workflow.root, stdout=out, stderr=subprocess.STDOUT)
+    with open(workflow.path("snakemake.out"), "w") as out:
+        return subprocess.Popen(command, cwd=workflow.root, stdout=out, stderr=subprocess.STDOUT)
 
 
 def slurm_run_name(workflow):
@@ -140,15 +140,20 @@ def preempted_workflow(slurm_cluster, tmp_path_factory):
     (preempted_id,) = [r for r, cell in runs.items() if cell["scaling"] == PREEMPTED]
 
     snakemake = snakemake_on_slurm(workflow, config)
-    wait_for(workflow.path(f"results/checkpoints/{preempted_id}.pt").exists, "a checkpoint", 300)
-    queue = subprocess.run(
-        ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True
-    ).stdout
-    (job_id,) = [j for j, c in map(str.split, queue.splitlines()) if c.endswith(preempted_id)]
-    subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
-    returncode = snakemake.wait(timeout=600)
-    output = workflow.path("snakemake.out").read_text()
-    assert returncode == 0, output[-5000:]
+    try:
+        checkpoint = workflow.path(f"results/checkpoints/{preempted_id}.pt")
+        wait_for(checkpoint.exists, "a checkpoint", 300)
+        queue = subprocess.run(
+            ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True
+        ).stdout
+        (job_id,) = [j for j, c in map(str.split, queue.splitlines()) if c.endswith(preempted_id)]
+        subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
+        returncode = snakemake.wait(timeout=600)
+    finally:  # on a failed check, do not leave snakemake and its jobs running
+        if snakemake.poll() is None:
+            snakemake.terminate()  # snakemake cancels its SLURM jobs on SIGTERM
+            snakemake.wait(timeout=60)
+    assert returncode == 0, workflow.path("snakemake.out").read_text()[-5000:]
     return workflow, config, runs, preempted_id
 
 
