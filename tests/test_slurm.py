@@ -125,7 +125,7 @@ def test_gpu_job_gets_a_gpu_slot_and_is_accounted(tmp_path):
 
 
 PREEMPTED = "inv"  # the scaling of the run that gets SIGTERM mid-training
-DIVERGES = "one"  # λ=1 at this depth and learning rate: a result, not a failure
+DIVERGES = "one"  # λ=1 at depth 4 with lr 0.05: a result, not a failure
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def preempted_workflow(slurm_cluster, tmp_path_factory):
     (`scancel --signal=TERM`) after its first checkpoint, as preemption would."""
     workflow = Workflow(tmp_path_factory.mktemp("slurm"))
     config = tiny_config()
-    config["grid"].update(depth=[4], scaling=[DIVERGES, PREEMPTED], epochs=[100])
+    config["grid"].update(depth=[4], scaling=[DIVERGES, PREEMPTED], lr=[0.05], epochs=[100])
     config["training"].update(gpu=True, checkpoint_every=1)
     runs = grid.training_runs(config)
     (preempted_id,) = [r for r, cell in runs.items() if cell["scaling"] == PREEMPTED]
