@@ -97,7 +97,8 @@ def train_resources(cell, training, arch_options=None):
     assumed sustained rate, and a launch overhead per branch and step. Host memory:
     the data set (uint8 images take 1 byte per value, others fp32), four fp32 copies
     of the weights (weights, gradients, momentum, the saved state) and, on CPU, a
-    batch's activations, with a 50 % margin. Both grow with depth.
+    batch's activations, with a 50 % margin. Both grow with depth. GPU: one, when the
+    config trains on CUDA (``device: cuda``) or asks the scheduler for one (``gpu: true``).
     """
     dataset = DATASETS[cell["dataset"]]
     shape, depth, options = dataset["input_shape"], cell["depth"], arch_options or {}
@@ -106,7 +107,7 @@ def train_resources(cell, training, arch_options=None):
         dataset["n_train"] * train_flops(*model, **options)
         + dataset["n_test"] * forward_flops(*model, **options)
     )
-    on_gpu = training["device"] == "cuda"
+    on_gpu = training["device"] == "cuda" or training.get("gpu", False)
     speed = "gpu" if on_gpu else "cpu_thread"
     threads = 1 if on_gpu else training["threads"]
     steps = cell["epochs"] * math.ceil(dataset["n_train"] / cell["batch_size"])

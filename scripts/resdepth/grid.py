@@ -93,9 +93,15 @@ def cell_for(runs, run_id):
     return runs[run_id]
 
 
-def train_resources(cell, config):
+def train_resources(cell, config, attempt=1):
     """Scheduler resources of a training job: ``runtime`` (min) and ``mem_mb`` estimated
     from its FLOPs and memory (both grow with depth), and ``gpu`` (1 when the config
-    asks for CUDA), so ``--resources gpu=K`` never oversubscribes a machine's GPUs."""
+    asks for one), so ``--resources gpu=K`` never oversubscribes a machine's GPUs.
+
+    Memory also grows with Snakemake's ``attempt``: a job retried after running out of
+    memory gets more. Runtime does not: a job stopped at its time limit resumes from its
+    checkpoint.
+    """
     arch_options = config["arch_options"].get(cell["arch"], {})
-    return cost.train_resources(cell, config["training"], arch_options)
+    resources = cost.train_resources(cell, config["training"], arch_options)
+    return {**resources, "mem_mb": attempt * resources["mem_mb"]}

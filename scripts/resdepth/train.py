@@ -10,6 +10,8 @@ Speed options of the config's ``training`` section (all off unless set): ``bf16`
 ``compile`` (``torch.compile`` of each residual branch: the branches are identical, so
 one compiled graph serves all of them, where compiling a 1000-branch model whole would
 take minutes). Data sets that ask for it are augmented on the device, batch at once.
+An interrupted run resumes from its checkpoint and ends exactly as if never stopped
+(checkpoint.py).
 """
 
 import logging
@@ -19,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from resdepth import checkpoint
 from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
@@ -89,11 +92,13 @@ def evaluate(model, data, x, y, batch_size, settings=None):
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
-def train_run(cell, data, settings, arch_options=None, device=None):
+def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_path=None):
     """Train the model of ``cell`` on ``data``; return (metrics, history, model).
 
     ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
-    already on ``device``.
+    already on ``device``. With ``checkpoint_path``, the run resumes from the checkpoint
+    there if any, saves one every ``settings["checkpoint_every"]`` epochs, and on a stop
+    request (``checkpoint.stop_requested``) saves one and raises ``checkpoint.Interrupted``.
     """
     device = device or data.y_train.device
     if device.type == "cuda":
@@ -124,18 +129,27 @@ def train_run(cell, data, settings, arch_options=None, device=None):
     total_steps = steps_per_epoch * cell["epochs"]
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
-    history, diverged_at = [], None
-    step, start = 0, time.perf_counter()
+    identity = {"cell": cell, "settings": settings, "arch_options": arch_options or {}}
+    checkpointer = checkpoint.Checkpointer(
+        checkpoint_path, identity, model, optimizer, [batch_order]
+    )
+    resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
+    history, diverged_at = resumed["history"], None
+    step, start = resumed["step"], time.perf_counter() - resumed["seconds"]
     gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
-    if gc:  # epoch 0: the initialisation
+    if gc and not history:  # epoch 0: the initialisation (a resumed run has it already)
         init = {"epoch": 0, "step": 0, **gc.measure(model, 0)}
         history.append({**init, "wall_time_s": time.perf_counter() - start})
-    for epoch in range(1, cell["epochs"] + 1):
+    for epoch in range(resumed["epoch"], cell["epochs"] + 1):
         model.train()
-        perm = torch.randperm(n_train, device=device, generator=batch_order)
-        losses = torch.zeros(steps_per_epoch, device=device)
-        correct = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
+        first_batch = resumed["batches_done"] if epoch == resumed["epoch"] else 0
+        if first_batch:  # resuming mid-epoch
+            perm, losses, correct = resumed["perm"], resumed["losses"], resumed["correct"]
+        else:
+            perm = torch.randperm(n_train, device=device, generator=batch_order)
+            losses = torch.zeros(steps_per_epoch, device=device)
+            correct = torch.zeros((), device=device)
+        for i in range(first_batch, steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
             x, y = data.x_train[idx], data.y_train[idx]
             if data.augment:
@@ -151,6 +165,9 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             losses[i] = loss.detach()
             correct += (logits.argmax(1) == y).sum()
             step += 1
+            if checkpoint.stop_requested():
+                in_epoch = dict(batches_done=i + 1, perm=perm, losses=losses, correct=correct)
+                checkpointer.stop(epoch, step, history, time.perf_counter() - start, **in_epoch)
 
         # One host sync per epoch: find the first non-finite step, if any.
         finite = torch.isfinite(losses)
@@ -184,6 +201,9 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
             *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
         )
+        every = settings.get("checkpoint_every", 0)
+        if every and epoch % every == 0 and epoch < cell["epochs"]:
+            checkpointer.save(epoch + 1, step, history, row["wall_time_s"])
 
     final = history[-1] if history and diverged_at is None else {}
     metrics = {

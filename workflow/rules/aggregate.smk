@@ -2,6 +2,13 @@
 # over seeds. run_files and lib come from common.smk.
 
 
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    aggregate_runs,
+    accuracy_table,
+
+
 rule aggregate_runs:
     """Every run's metrics.json as one row of runs.csv."""
     input:

@@ -36,6 +36,7 @@ def lib(*names):
     return [f"scripts/resdepth/{name}.py" for name in names]
 
 
-def train_resources(wildcards):
+def train_resources(wildcards, attempt=1):
     """Scheduler resources of the training job of a run id (see grid.train_resources)."""
-    return grid.train_resources(grid.cell_for(TRAIN_RUNS, wildcards.run_id), config)
+    cell = grid.cell_for(TRAIN_RUNS, wildcards.run_id)
+    return grid.train_resources(cell, config, attempt)

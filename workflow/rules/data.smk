@@ -1,3 +1,9 @@
+# Seconds of work, and downloads need the internet: on a cluster, run data preparation
+# where Snakemake runs instead of submitting it.
+localrules:
+    digits,
+
+
 rule digits:
     """scikit-learn's bundled 8x8 digits: stratified split, standardised, as tensors."""
     input:

@@ -1,6 +1,15 @@
 # Figures (PDF + PNG). They depend on the plotting modules but not on the model or
 # training code, so a plotting change redraws only figures.
 
+
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    plot_init_norms,
+    plot_accuracy_vs_depth,
+    plot_training_curves,
+
+
 PLOT_LIB = lib("plots", "aggregate", "capacity", "scalings", "jobs")
 
 

@@ -2,7 +2,7 @@ rule train:
     """Train one grid cell; a diverged run is recorded, not failed."""
     input:
         data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
-        code=lib("models", "scalings", "data", "augment", "train", "jobs"),
+        code=lib("models", "scalings", "data", "augment", "train", "checkpoint", "jobs"),
     output:
         metrics="results/runs/{run_id}/metrics.json",
         history="results/runs/{run_id}/history.csv",
@@ -18,7 +18,7 @@ rule train:
     threads: config["training"]["threads"]
     resources:
         # Estimates from the job's FLOPs and memory (resdepth.cost): they grow with depth.
-        mem_mb=lambda w: train_resources(w)["mem_mb"],
+        mem_mb=lambda w, attempt: train_resources(w, attempt)["mem_mb"],
         runtime=lambda w: train_resources(w)["runtime"],
         gpu=lambda w: train_resources(w)["gpu"],
     params:
@@ -30,5 +30,7 @@ rule train:
         augment=lambda w: config["datasets"][
             grid.cell_for(TRAIN_RUNS, w.run_id)["dataset"]
         ].get("augment", False),
+        # Outside the outputs: Snakemake deletes a failed job's outputs, not this.
+        checkpoint=lambda w: f"results/checkpoints/{w.run_id}.pt",
     script:
         "../../scripts/train_run.py"
