@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resdepth.scalings import parse_scaling
+from resdepth.scalings import is_fixed_lambda
 
 #: Columns of gc_vs_lambda.csv (docs/file-contracts.md).
 SWEEP_COLUMNS = (
@@ -47,7 +47,8 @@ HISTORY_COLUMNS = ("run_id", "scaling", "lambda", "seed", "epoch", "gc", "gc_std
 TESTED_METRICS = ("gc_final", "gc_peak")
 
 TEST_DESCRIPTION = (
-    "Per seed, the curve is GC against lambda over the fixed-lambda runs that finished "
+    "Per seed, the curve is GC against lambda over the fixed-lambda runs (a number, or "
+    "one, inv_sqrt, inv at their lambda; not bn, skipinit) that finished "
     "(status ok), in increasing lambda. log10 GC is smoothed by a centred binomial "
     "running mean over 3 neighbouring lambdas (weights 1, 2, 1; 2, 1 at either end). A "
     "local maximum is a point above each of its neighbours (one neighbour at either end)."
@@ -58,10 +59,6 @@ TEST_DESCRIPTION = (
     "same test is applied to the seed mean of log10 GC per lambda. argmax_lambda: where "
     "the smoothed curve is largest."
 )
-
-
-def is_fixed_lambda(scaling):
-    return isinstance(parse_scaling(scaling), float)
 
 
 def sweep_tables(metrics_paths, history_paths):
@@ -153,6 +150,8 @@ def unimodality(table):
     """Run the unimodality test on final and peak GC of the sweep's fixed-λ runs."""
     fixed = table[table["scaling"].map(is_fixed_lambda)]
     finished = fixed[fixed["status"] == "ok"].sort_values("lambda")
+    diverged = fixed[fixed["status"] != "ok"]
+    smallest_diverged = float(diverged["lambda"].min()) if len(diverged) else None
     result = {
         "test": TEST_DESCRIPTION,
         "dataset": sorted(table["dataset"].unique()),
@@ -161,9 +160,9 @@ def unimodality(table):
         "lambdas": sorted(float(v) for v in fixed["lambda"].unique()),
         "seeds": sorted(int(s) for s in fixed["seed"].unique()),
         "diverged_runs": [
-            {"lambda": float(r["lambda"]), "seed": int(r["seed"])}
-            for _, r in fixed[fixed["status"] != "ok"].iterrows()
+            {"lambda": float(r["lambda"]), "seed": int(r["seed"])} for _, r in diverged.iterrows()
         ],
+        "smallest_diverged_lambda": smallest_diverged,
     }
     for metric in TESTED_METRICS:
         per_seed = []
@@ -183,13 +182,13 @@ def unimodality(table):
             },
             "per_seed": per_seed,
             "seed_mean": seed_mean,
-            "verdict": verdict(per_seed, seed_mean),
+            "verdict": verdict(per_seed, seed_mean, smallest_diverged),
         }
     return result
 
 
-def verdict(per_seed, seed_mean):
-    """One sentence saying what the test found."""
+def verdict(per_seed, seed_mean, smallest_diverged):
+    """What the test found, in words."""
     interior = [c for c in per_seed if c["shape"] == "interior maximum"]
     text = f"{len(interior)} of {len(per_seed)} seeds have a single interior maximum of GC"
     if interior:
@@ -201,4 +200,6 @@ def verdict(per_seed, seed_mean):
     text += f". Seed mean: {seed_mean['shape']}"
     if seed_mean["argmax_lambda"] is not None:
         text += f", largest at lambda = {seed_mean['argmax_lambda']:g}"
+    if smallest_diverged is not None:
+        text += f". Runs diverged from lambda = {smallest_diverged:g} (not in the curves)"
     return text + "."

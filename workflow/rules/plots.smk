@@ -1,7 +1,7 @@
 # Figures (PDF + PNG). They depend on the plotting modules but not on the model or
 # training code, so a plotting change redraws only figures.
 
-PLOT_LIB = lib("plots", "aggregate", "capacity", "scalings", "jobs")
+PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
 
 
 rule plot_init_norms:
