@@ -8,7 +8,7 @@ jobs.log_to(snakemake.log[0])
 settings = snakemake.params.training
 torch.set_num_threads(snakemake.threads)
 device = train.pick_device(settings["device"])
-dataset = data.load_prepared(snakemake.input.data, device)
+dataset = data.load_prepared(snakemake.input.data, device, augment=snakemake.params.augment)
 
 metrics, history, model = train.train_run(
     snakemake.params.cell, dataset, settings, snakemake.params.arch_options, device

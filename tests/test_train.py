@@ -83,6 +83,8 @@ def test_missing_dataset_section_is_named():
 
 
 def test_resources_grow_with_depth():
-    shallow, deep = grid.train_resources(cell(depth=10)), grid.train_resources(cell(depth=1000))
+    config = {"training": {"device": "cpu", "threads": 1}, "arch_options": {}}
+    shallow = grid.train_resources(cell(depth=10), config)
+    deep = grid.train_resources(cell(depth=1000), config)
     assert deep["mem_mb"] > shallow["mem_mb"] and deep["runtime"] > shallow["runtime"]
     assert math.isfinite(deep["runtime"])

@@ -6,6 +6,7 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 import itertools
 import math
 
+from resdepth import cost
 from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, parse_scaling
 
 #: A cell's settings, in run-id order.
@@ -32,6 +33,12 @@ def grid_cells(grid):
     return [dict(zip(CELL_KEYS, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def grid_runs(config):
+    """The runs of the ``grid`` section alone, ``{run_id: cell}``: the accuracy table,
+    the training curves and the expansion study are about these."""
+    return {run_id(cell): cell for cell in grid_cells(config["grid"])}
+
+
 def training_runs(config):
     """All training runs the config asks for, ``{run_id: cell}``, in config order.
 
@@ -39,7 +46,7 @@ def training_runs(config):
     added twice, so the sweep adds only its own jobs.
     """
     runs = {}
-    for cell in [*grid_cells(config["grid"]), *capacity_runs(config).values()]:
+    for cell in [*grid_runs(config).values(), *capacity_runs(config).values()]:
         if cell["dataset"] not in config.get("datasets", {}):
             raise ValueError(
                 f"a training run uses dataset {cell['dataset']!r} but the config has no "
@@ -98,10 +105,9 @@ def cell_for(runs, run_id):
     return runs[run_id]
 
 
-def train_resources(cell):
-    """Memory (MB) and runtime (min) estimates for a training job; grow with depth."""
-    depth_factor = cell["depth"] * cell["width"] / 4096
-    return {
-        "mem_mb": int(1000 + 50 * depth_factor),
-        "runtime": int(5 + cell["epochs"] * depth_factor / 10),
-    }
+def train_resources(cell, config):
+    """Scheduler resources of a training job: ``runtime`` (min) and ``mem_mb`` estimated
+    from its FLOPs and memory (both grow with depth), and ``gpu`` (1 when the config
+    asks for CUDA), so ``--resources gpu=K`` never oversubscribes a machine's GPUs."""
+    arch_options = config["arch_options"].get(cell["arch"], {})
+    return cost.train_resources(cell, config["training"], arch_options)

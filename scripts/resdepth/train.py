@@ -1,8 +1,15 @@
 """Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
 
 SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
-step. Deterministic given the cell's seed (weights and batch order both derive from it).
-A non-finite loss is a result, not a crash: the run stops and is recorded as diverged.
+step. Deterministic given the cell's seed (weights, batch order and augmentation all
+derive from it). A non-finite loss is a result, not a crash: the run stops and is
+recorded as diverged.
+
+Speed options of the config's ``training`` section (all off unless set): ``bf16``
+(autocast), ``channels_last`` (the memory layout tensor cores want for convolutions) and
+``compile`` (``torch.compile`` of each residual branch: the branches are identical, so
+one compiled graph serves all of them, where compiling a 1000-branch model whole would
+take minutes). Data sets that ask for it are augmented on the device, batch at once.
 """
 
 import logging
@@ -12,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
 from resdepth.scalings import branch_scale
@@ -48,14 +56,33 @@ def lr_at(step, total_steps, warmup_steps, base_lr):
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def precision(device, settings):
+    """The autocast context of every forward pass: bf16 if the config asks for it."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=settings.get("bf16", False))
+
+
+def apply_speed_options(model, settings):
+    """Memory layout and compilation the config asks for; returns ``model`` (same object,
+    so its ``state_dict`` keys do not change)."""
+    if settings.get("channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    if settings.get("compile", False):
+        # The bound forward, not the module: state_dict keys stay as they are (no
+        # ``_orig_mod``), and the identical branches share one compiled graph.
+        for branch in model.tower.branches:
+            branch.forward = torch.compile(branch.forward)
+    return model
+
+
 @torch.no_grad()
-def evaluate(model, data, x, y, batch_size):
+def evaluate(model, data, x, y, batch_size, settings=None):
     """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
     model.eval()
     loss_sum = torch.zeros((), device=y.device)
     correct = torch.zeros((), device=y.device)
     for i in range(0, len(y), batch_size):
-        logits = model(data.inputs(x[i : i + batch_size])).float()
+        with precision(y.device, settings or {}):
+            logits = model(data.inputs(x[i : i + batch_size])).float()
         target = y[i : i + batch_size]
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -69,6 +96,8 @@ def train_run(cell, data, settings, arch_options=None, device=None):
     already on ``device``.
     """
     device = device or data.y_train.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
     torch.manual_seed(cell["seed"])
     model = build_model(
         cell["arch"],
@@ -79,6 +108,7 @@ def train_run(cell, data, settings, arch_options=None, device=None):
         cell["scaling"],
         **(arch_options or {}),
     ).to(device)
+    apply_speed_options(model, settings)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cell["lr"],
@@ -107,10 +137,13 @@ def train_run(cell, data, settings, arch_options=None, device=None):
         correct = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            x, y = data.inputs(data.x_train[idx]), data.y_train[idx]
+            x, y = data.x_train[idx], data.y_train[idx]
+            if data.augment:
+                x = random_crop_flip(x, batch_order)  # one seeded stream for the data
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
-            logits = model(x)
+            with precision(device, settings):
+                logits = model(data.inputs(x))
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,7 +161,7 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             break
 
         test_loss, test_acc = evaluate(
-            model, data, data.x_test, data.y_test, settings["eval_batch_size"]
+            model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
         )
         row = {
             "epoch": epoch,

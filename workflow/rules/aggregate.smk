@@ -5,7 +5,7 @@
 rule aggregate_runs:
     """Every run's metrics.json as one row of runs.csv."""
     input:
-        metrics=run_files("metrics.json"),
+        metrics=run_files("metrics.json", GRID_RUNS),
         lib=lib("aggregate", "scalings", "jobs"),
     output:
         "results/runs.csv",

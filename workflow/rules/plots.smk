@@ -44,7 +44,7 @@ rule plot_training_curves:
     """Test accuracy and train loss per epoch of every run."""
     input:
         runs="results/runs.csv",
-        histories=run_files("history.csv"),
+        histories=run_files("history.csv", GRID_RUNS),
         lib=PLOT_LIB,
     output:
         pdf="results/figures/training_curves.pdf",
