@@ -140,6 +140,7 @@ LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
         ([16, 8, 4, 2, 1], "maximum at smallest lambda", 0.0625),
         ([1, 2, 3, 2.8, 4], "maximum at largest lambda", 1.0),  # a small dip is smoothed away
         ([100, 1, 1, 1, 100], "several maxima", 0.0625),
+        ([3, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
         ([1, 4], "too few lambdas", None),
     ],
 )

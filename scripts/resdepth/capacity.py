@@ -51,7 +51,8 @@ TEST_DESCRIPTION = (
     "one, inv_sqrt, inv at their lambda; not bn, skipinit) that finished "
     "(status ok), in increasing lambda. log10 GC is smoothed by a centred binomial "
     "running mean over 3 neighbouring lambdas (weights 1, 2, 1; 2, 1 at either end). A "
-    "local maximum is a point above each of its neighbours (one neighbour at either end)."
+    "local maximum is a point above each of its neighbours (one neighbour at either end;"
+    " a plateau counts once)."
     " shape: 'interior maximum' (exactly one local maximum, at neither end: GC is "
     "unimodal in lambda with its peak inside the sweep), 'maximum at largest lambda' or "
     "'maximum at smallest lambda' (exactly one local maximum, at that end: monotone after"
@@ -119,9 +120,10 @@ def smoothed(values):
 
 
 def local_maxima(values):
-    """Indices of the points above each of their neighbours."""
+    """Indices of the points not below their left neighbour and above their right one:
+    the points above both neighbours, a plateau counted once (at its right end)."""
     padded = np.concatenate([[-np.inf], values, [-np.inf]])
-    return [i for i in range(len(values)) if padded[i] < padded[i + 1] > padded[i + 2]]
+    return [i for i in range(len(values)) if padded[i] <= padded[i + 1] > padded[i + 2]]
 
 
 def curve_shape(lambdas, gc):
@@ -139,11 +141,8 @@ def curve_shape(lambdas, gc):
         shape = "maximum at largest lambda"
     else:
         shape = "interior maximum"
-    return {
-        "shape": shape,
-        "n_lambdas": len(lambdas),
-        "argmax_lambda": float(lambdas[int(np.argmax(curve))]),
-    }
+    highest = max(maxima, key=lambda i: curve[i])
+    return {"shape": shape, "n_lambdas": len(lambdas), "argmax_lambda": float(lambdas[highest])}
 
 
 def unimodality(table):
