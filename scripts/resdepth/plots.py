@@ -358,12 +358,24 @@ def centre_and_range(frame, column, by, geometric):
 
 
 def lambda_curve(ax, sweep, column, geometric):
-    """``column`` against λ (log axis) over the runs that finished.
+    """``column`` against λ (log axis, spanning the whole sweep) over the runs that
+    finished; a diverged run is an 'x' on the bottom edge at its λ.
 
     The fixed-λ runs (named ones like λ=1/n included, at their λ) make a line through
     the mean over seeds with a min-to-max band; the named ones are also marked in their
     colour. bn and skipinit have no fixed λ: dotted horizontal lines at their mean.
     """
+    diverged = sweep[sweep["status"] != "ok"]
+    ax.scatter(
+        diverged["lambda"],
+        [0.0] * len(diverged),
+        color="0.3",
+        transform=ax.get_xaxis_transform(),
+        label="diverged run",
+        **DIVERGED_MARKER,
+    )
+    lambdas = sweep.loc[sweep["scaling"].map(is_fixed_lambda), "lambda"]
+    ax.set_xlim(lambdas.min() / 1.2, lambdas.max() * 1.2)  # the whole sweep, diverged λ too
     sweep = sweep[sweep[column].notna()]
     fixed = sweep["scaling"].map(is_fixed_lambda)
     centre, low, high = centre_and_range(sweep[fixed], column, "lambda", geometric)
@@ -411,21 +423,10 @@ def capacity_gc_figure(sweep):
 
 @styled
 def capacity_accuracy_figure(sweep):
-    """Final test accuracy against λ (mean over finished seeds, band min to max); a λ
-    with diverged runs gets an 'x' on the bottom edge."""
+    """Final test accuracy against λ (mean over finished seeds, band min to max)."""
     fig, axes = new_figure(width=8.0, height=4.0)
     ax = axes[0, 0]
     lambda_curve(ax, sweep.assign(test_acc=100 * sweep["test_acc"]), "test_acc", geometric=False)
-    diverged = sweep[sweep["status"] != "ok"]
-    if len(diverged):
-        ax.scatter(
-            diverged["lambda"],
-            [0.0] * len(diverged),
-            color="0.3",
-            transform=ax.get_xaxis_transform(),
-            label="diverged run",
-            **DIVERGED_MARKER,
-        )
     ax.set_ylabel("test accuracy (%)")
     fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
