@@ -7,10 +7,11 @@ synthetic inputs, and one epoch of SGD training, for two towers:
   images, so the epoch is timed in full);
 - ``conv``: the conv tower at depth 100 on CIFAR-sized inputs (3x32x32, 50,000 training
   images; the epoch time is extrapolated from ``--conv-steps`` timed steps), width 64 and
-  a stride-2 stem as in config/paper.yaml.
+  a stride-2 stem, trained in fp32, as in config/paper.yaml.
 
 Usage:  python bench/bench_complexity.py [--device cuda] [--only conv]
-The printed ratio GC/epoch is the fraction of an epoch one GC measurement costs. CPU
+Printed: what one GC measurement costs as a fraction of an epoch, and per input in
+training images (one forward + backward + update of one image). CPU
 figures are CPU seconds of this process (use --threads 1 to compare with one core).
 """
 
@@ -46,7 +47,7 @@ def timed(fn, device):
 
 def epoch_seconds(model, input_shape, n_train, batch_size, steps, device, bf16):
     """One epoch of SGD (momentum 0.9) on random data, extrapolated from ``steps`` steps;
-    forward passes under bf16 autocast if ``bf16`` (as config/paper.yaml trains)."""
+    forward passes under bf16 autocast if ``bf16``."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch_size, *input_shape, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
@@ -82,9 +83,10 @@ def bench(name, arch, input_shape, n_train, width, depth, subset, probes, steps,
             device,
         )
         label = method if method == "exact" else f"hutchinson P={n_probes}"
+        per_input = (seconds / subset) / (epoch / n_train)  # in training images
         print(
-            f"  GC {label:<16} on {subset} inputs: {seconds:8.3f} s"
-            f"  = {seconds / epoch:6.3f} epochs   GC = {gc.value:.4g} ± {gc.stderr:.2g}"
+            f"  GC {label:<16} on {subset} inputs: {seconds:8.3f} s = {seconds / epoch:.2g} epochs"
+            f" ({per_input:.2g} training images per input)   GC = {gc.value:.4g} ± {gc.stderr:.2g}"
         )
 
 
@@ -96,8 +98,8 @@ def main():
     parser.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
-        default=torch.cuda.is_available(),
-        help="train under bf16 autocast (default on CUDA); GC is always measured in fp32",
+        default=False,
+        help="train under bf16 autocast (config/paper.yaml trains in fp32); GC is fp32",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--chunk-size", type=int, default=256, help="GC inputs per chunk")
