@@ -82,7 +82,11 @@ FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curv
 def test_tiny_run_writes_tables_and_figures(finished):
     config = tiny_config()
     runs = pd.read_csv(finished.path("results/runs.csv"))
-    assert sorted(runs["run_id"]) == sorted(p.name for p in finished.path("results/runs").iterdir())
+    # runs.csv holds the grid's runs; the λ sweep's runs live beside them in results/runs/.
+    assert sorted(runs["run_id"]) == sorted(grid.grid_runs(tiny_config()))
+    assert set(grid.grid_runs(tiny_config())) < {
+        p.name for p in finished.path("results/runs").iterdir()
+    }
     accuracy = pd.read_csv(finished.path("results/tables/accuracy.csv"))
     assert len(accuracy) == len(config["grid"]["depth"]) * len(config["grid"]["scaling"])
     assert (accuracy["n_seeds"] == len(config["grid"]["seed"])).all()
@@ -125,6 +129,7 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
+    assert jobs.pop("plot_capacity") == 1  # the λ sweep's figures use plots.py too
     assert jobs == dict.fromkeys([*FIGURE_RULES, "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
@@ -154,8 +159,10 @@ def test_tables_have_the_contracted_columns(finished):
 
 
 def ok_runs(finished):
+    """The grid's runs that trained (the expansion study covers the grid, not the λ sweep)."""
     runs = {}
-    for path in finished.path("results/runs").glob("*/metrics.json"):
+    for run_id in grid.grid_runs(tiny_config()):
+        path = finished.path(f"results/runs/{run_id}/metrics.json")
         metrics = json.loads(path.read_text())
         runs[metrics["run_id"]] = metrics
     return {run_id: m for run_id, m in runs.items() if m["status"] == "ok"}
