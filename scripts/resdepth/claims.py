@@ -86,7 +86,7 @@ def _scaling_names(frame):
 
 def _missing_text(what):
     """The summary of a claim that cannot be tested: what is missing."""
-    return f"missing: {what}"
+    return f"this run has {what}"
 
 
 def _plain(value):
@@ -155,7 +155,7 @@ def check_c2(norms, thresholds):
     depths = sorted(set.intersection(*depth_sets))
     if len(depths) < min_depths:
         text = _missing_text(
-            f"λ=1, λ=1/√n and λ=1/n share {len(depths)} depth(s), {min_depths} needed"
+            f"λ=1, λ=1/√n and λ=1/n at {len(depths)} common depth(s), {min_depths} needed"
         )
         return _check("C2", test, NOT_MEASURED, text)
     norms = norms[norms["depth"].isin(depths)]
@@ -258,7 +258,7 @@ def check_c3(accuracy, thresholds):
     groups = [_c3_group(cells, thresholds) for _, cells in accuracy.groupby(list(SETTINGS))]
     groups = [g for g in groups if g is not None]
     if not groups:
-        text = _missing_text("no depth has λ=1, λ=1/√n and λ=1/n all trained")
+        text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n were all trained")
         return _check("C3", test, NOT_MEASURED, text)
     parts = []
     for g in groups:
@@ -454,7 +454,11 @@ def _blocks(checks):
             ("heading", f"{c.id}: {c.verdict}"),
             ("paragraph", "", c.statement),
             ("paragraph", "Test.", c.test),
-            ("paragraph", "Measured.", c.summary + "."),
+            (
+                "paragraph",
+                "Not measured:" if c.verdict == NOT_MEASURED else "Measured.",
+                c.summary + ".",
+            ),
         ]
         if c.measured.get("rows"):
             blocks.append(("table", *_rows_table(c.measured["rows"])))
