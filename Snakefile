@@ -7,10 +7,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:
     default_target: True
     input:
-        run_files("metrics.json"),
-        "results/init_norms.csv",
+        rules.accuracy_table.output,
+        rules.plot_init_norms.output,
+        rules.plot_accuracy_vs_depth.output,
+        rules.plot_training_curves.output,

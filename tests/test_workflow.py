@@ -65,6 +65,34 @@ def test_tiny_run_init_norms(finished):
     assert deep[("one", 10)] > 10 * deep[("inv", 10)]
 
 
+#: Rules downstream of the training runs; they rerun whenever a run is added or changes.
+RUN_SUMMARY_RULES = (
+    "aggregate_runs",
+    "accuracy_table",
+    "plot_accuracy_vs_depth",
+    "plot_training_curves",
+)
+FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curves")
+
+
+def test_tiny_run_writes_tables_and_figures(finished):
+    config = tiny_config()
+    runs = pd.read_csv(finished.path("results/runs.csv"))
+    assert sorted(runs["run_id"]) == sorted(p.name for p in finished.path("results/runs").iterdir())
+    accuracy = pd.read_csv(finished.path("results/tables/accuracy.csv"))
+    assert len(accuracy) == len(config["grid"]["depth"]) * len(config["grid"]["scaling"])
+    assert (accuracy["n_seeds"] == len(config["grid"]["seed"])).all()
+    markdown = finished.path("results/tables/accuracy.md").read_text()
+    assert "| scaling | n=2 | n=3 |" in markdown and "λ=1/n" in markdown
+    assert "\\toprule" in finished.path("results/tables/accuracy.tex").read_text()
+    for name in ("init_norms", "accuracy_vs_depth", "training_curves"):
+        for ext in ("pdf", "png"):
+            assert finished.path(f"results/figures/{name}.{ext}").stat().st_size > 1000
+    for rule in ("aggregate_runs", "accuracy_table", *FIGURE_RULES):
+        assert finished.path(f"results/logs/{rule}.log").read_text()
+        assert finished.path(f"results/benchmarks/{rule}.tsv").exists()
+
+
 def test_noop_rerun_plans_nothing(finished):
     assert finished.planned_jobs(tiny_config()) == {}
 
@@ -74,7 +102,7 @@ def test_new_depth_plans_only_its_jobs(finished):
     config["grid"]["depth"].append(5)
     jobs = finished.planned_jobs(config)
     assert jobs.pop("train") == len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
-    assert "digits" not in jobs and "init_norms" not in jobs
+    assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "all"], 1)
 
 
 def edit(path):
@@ -85,8 +113,10 @@ def edit(path):
     os.utime(path, (later, later))
 
 
-def test_model_change_retrains(workflow, tmp_path):
+def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow, tmp_path):
     workflow.run(config=tiny_config())
+    edit(workflow.path("scripts/resdepth/plots.py"))
+    assert workflow.planned_jobs(tiny_config()) == dict.fromkeys([*FIGURE_RULES, "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == n_cells(tiny_config()["grid"])

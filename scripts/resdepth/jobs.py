@@ -8,8 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 
 def log_to(path):
     """Send library log lines and uncaught errors of this job to its ``log:`` file."""
@@ -44,4 +42,6 @@ def write_csv(rows, path, columns):
 
 
 def save_weights(model, path):
+    import torch  # here, not at the top: table and plot jobs should not pay for torch
+
     _atomic(path, lambda p: torch.save(model.state_dict(), p))

@@ -1,0 +1,59 @@
+# Figures (PDF + PNG). They depend on the plotting modules but not on the model or
+# training code, so a plotting change redraws only figures.
+
+PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
+
+
+rule plot_init_norms:
+    """Claim C2: init output norm vs depth per scaling."""
+    input:
+        norms="results/init_norms.csv",
+        lib=PLOT_LIB,
+    output:
+        pdf="results/figures/init_norms.pdf",
+        png="results/figures/init_norms.png",
+    log:
+        "results/logs/plot_init_norms.log",
+    benchmark:
+        "results/benchmarks/plot_init_norms.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/plot_init_norms.py"
+
+
+rule plot_accuracy_vs_depth:
+    """Claim C3: final test accuracy vs depth per scaling."""
+    input:
+        runs="results/runs.csv",
+        lib=PLOT_LIB,
+    output:
+        pdf="results/figures/accuracy_vs_depth.pdf",
+        png="results/figures/accuracy_vs_depth.png",
+    log:
+        "results/logs/plot_accuracy_vs_depth.log",
+    benchmark:
+        "results/benchmarks/plot_accuracy_vs_depth.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/plot_accuracy_vs_depth.py"
+
+
+rule plot_training_curves:
+    """Test accuracy and train loss per epoch of every run."""
+    input:
+        runs="results/runs.csv",
+        histories=run_files("history.csv"),
+        lib=PLOT_LIB,
+    output:
+        pdf="results/figures/training_curves.pdf",
+        png="results/figures/training_curves.png",
+    log:
+        "results/logs/plot_training_curves.log",
+    benchmark:
+        "results/benchmarks/plot_training_curves.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/plot_training_curves.py"
