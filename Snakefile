@@ -9,6 +9,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/claims.smk"
+include: "workflow/rules/paper.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -18,3 +23,5 @@ rule all:
         rules.plot_init_norms.output,
         rules.plot_accuracy_vs_depth.output,
         rules.plot_training_curves.output,
+        rules.claims.output,
+        rules.paper.output,

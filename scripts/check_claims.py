@@ -7,9 +7,9 @@ reported as not measured.
 import logging
 from pathlib import Path
 
-from resdepth import claims
+from resdepth import claims, jobs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+jobs.log_to(snakemake.log[0])
 tables = claims.read_tables({name: snakemake.input.get(name) for name in claims.TABLE_NAMES})
 checks = claims.check_all(tables, snakemake.params.thresholds)
 Path(snakemake.output.json).write_text(claims.claims_json(checks, snakemake.params.thresholds))

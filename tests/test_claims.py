@@ -247,6 +247,13 @@ def test_c5_is_measured_with_trained_orders_and_truncated_accuracy():
     orders, truncated = expansion_tables()
     check = claims.check_c5(orders, truncated, THRESHOLDS["C5"])
     assert check.verdict == MEASURED
+    # rows in table order: λ=1/√n before λ=1/n, init before trained
+    assert [(r["scaling"], r["stage"]) for r in check.measured["rows"]] == [
+        ("inv_sqrt", "init"),
+        ("inv_sqrt", "trained"),
+        ("inv", "init"),
+        ("inv", "trained"),
+    ]
     trained = [r for r in check.measured["rows"] if r["stage"] == "trained"]
     assert len(trained) == 2
     for row in trained:

@@ -26,16 +26,6 @@ def test_default_config_plans_every_grid_cell(workflow):
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny config, run once end to end; shared by the checks below."""
-    from conftest import Workflow
-
-    wf = Workflow(tmp_path_factory.mktemp("tiny"))
-    wf.run(config=tiny_config())
-    return wf
-
-
 def test_tiny_run_writes_every_run_file(finished):
     config = tiny_config()
     run_dirs = sorted(finished.path("results/runs").iterdir())
@@ -71,6 +61,8 @@ RUN_SUMMARY_RULES = (
     "accuracy_table",
     "plot_accuracy_vs_depth",
     "plot_training_curves",
+    "claims",
+    "paper",
 )
 FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curves")
 
@@ -116,7 +108,7 @@ def edit(path):
 def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow, tmp_path):
     workflow.run(config=tiny_config())
     edit(workflow.path("scripts/resdepth/plots.py"))
-    assert workflow.planned_jobs(tiny_config()) == dict.fromkeys([*FIGURE_RULES, "all"], 1)
+    assert workflow.planned_jobs(tiny_config()) == dict.fromkeys([*FIGURE_RULES, "paper", "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == n_cells(tiny_config()["grid"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resdepth.scalings import parse_scaling
+from resdepth import aggregate
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -47,13 +47,8 @@ STATEMENTS = {
     "the orders ≤ K?",
 }
 
-#: The three scalings C2 and C3 compare, with the paper's names.
+#: The three unnormalised scalings C2 and C3 compare.
 UNNORMALISED = ("one", "inv_sqrt", "inv")
-_NAMES = {"one": "λ=1", "inv_sqrt": "λ=1/√n", "inv": "λ=1/n", "bn": "BatchNorm"}
-
-#: Grid settings other than depth, scaling and seed (runs differing in one are never
-#: compared with each other), as in tables/accuracy.csv.
-SETTINGS = ("dataset", "arch", "width", "lr", "epochs", "batch_size")
 
 
 @dataclass
@@ -75,13 +70,8 @@ def _check(claim, test, verdict, summary, measured=None):
 
 
 def _scaling_names(frame):
-    """The canonical name of each row's scaling (fixed λ as ``{:g}`` text)."""
-
-    def name(scaling):
-        scaling = parse_scaling(scaling)
-        return f"{scaling:g}" if isinstance(scaling, float) else scaling
-
-    return frame["scaling"].map(name)
+    """The canonical name of each row's scaling (a fixed λ as ``{:g}`` text)."""
+    return frame["scaling"].map(aggregate.scaling_name)
 
 
 def _missing_text(what):
@@ -216,7 +206,7 @@ def _c3_group(cells, thresholds):
     bn = cells[(cells["scaling"] == "bn") & (cells["depth"] == largest)]
     bn_acc = accuracy(bn.iloc[0]) if len(bn) else None
     result = {
-        **{s: _plain(cells.iloc[0][s]) for s in SETTINGS},
+        **{s: _plain(cells.iloc[0][s]) for s in aggregate.SETTINGS},
         "largest_depth": int(largest),
         "test_acc": acc,
         "diverged": {
@@ -255,7 +245,9 @@ def check_c3(accuracy, thresholds):
     if accuracy is None or accuracy.empty:
         return _check("C3", test, NOT_MEASURED, _missing_text("no accuracy table"))
     accuracy = accuracy.assign(scaling=_scaling_names(accuracy))
-    groups = [_c3_group(cells, thresholds) for _, cells in accuracy.groupby(list(SETTINGS))]
+    groups = [
+        _c3_group(cells, thresholds) for _, cells in accuracy.groupby(list(aggregate.SETTINGS))
+    ]
     groups = [g for g in groups if g is not None]
     if not groups:
         text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n were all trained")
@@ -263,7 +255,8 @@ def check_c3(accuracy, thresholds):
     parts = []
     for g in groups:
         cells = ", ".join(
-            f"{_NAMES[s]} {_percent(g['test_acc'][s])} ({g['diverged'][s]} seeds diverged)"
+            f"{aggregate.scaling_label(s)} {_percent(g['test_acc'][s])} "
+            f"({g['diverged'][s]} seeds diverged)"
             for s in UNNORMALISED
         )
         text = f"{g['dataset']}, n={g['largest_depth']}: {cells}"
@@ -317,8 +310,12 @@ def _c5_rows(orders, truncated, keep_orders):
     k ≥ 3 (relative to ‖x_n − x_0‖), and for trained networks the accuracy with orders
     ≤ K kept, relative to the full network's."""
     paths = orders[(orders["decomposition"] == "path") & (orders["order"] >= 1)]
+    keys = ["scaling", "depth", "stage"]
+    paths = paths.sort_values(
+        keys, key=lambda c: c.map(aggregate.scaling_sort_key) if c.name == "scaling" else c
+    )
     rows = []
-    for (scaling, depth, stage), group in paths.groupby(["scaling", "depth", "stage"]):
+    for (scaling, depth, stage), group in paths.groupby(keys, sort=False):
         per_order = group.groupby("order")["rel_norm"].mean()
         higher = per_order[per_order.index >= 3].dropna()
         row = {
@@ -329,7 +326,7 @@ def _c5_rows(orders, truncated, keep_orders):
             "order_2": _float(per_order.get(2)),
             "largest_higher_order": _float(higher.max()) if len(higher) else None,
         }
-        if stage == "trained" and truncated is not None:
+        if stage == "trained":
             runs = truncated[(truncated["scaling"] == scaling) & (truncated["depth"] == depth)]
             runs = runs.dropna(subset=["test_acc", "full_test_acc"])
             for k in keep_orders:
@@ -377,7 +374,7 @@ def check_c5(orders, truncated, thresholds):
             if r.get(f"accuracy_ratio_K{k}") is not None
         )
         parts.append(
-            f"{_NAMES.get(r['scaling'], r['scaling'])}: ‖P_1‖ {r['order_1']:.2g}, ‖P_2‖ "
+            f"{aggregate.scaling_label(r['scaling'])}: ‖P_1‖ {r['order_1']:.2g}, ‖P_2‖ "
             f"{_format_optional(r['order_2'])}; accuracy kept {ratios}"
         )
     summary = f"trained, n={largest} (norms relative to ‖x_n − x_0‖): " + "; ".join(parts)
@@ -473,7 +470,7 @@ def _rows_table(rows):
         if value is None:
             return ""
         if key == "scaling":
-            return _NAMES.get(value, value)
+            return aggregate.scaling_label(value)
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     return header, [[text(key, row.get(key)) for key in header] for row in rows]

@@ -11,7 +11,11 @@ rule plot_init_norms:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/init_norms.pdf",
-        png="results/figures/init_norms.png",
+        png=report(
+            "results/figures/init_norms.png",
+            caption="../report/init_norms.rst",
+            category="C2 explosion",
+        ),
     log:
         "results/logs/plot_init_norms.log",
     benchmark:
@@ -29,7 +33,11 @@ rule plot_accuracy_vs_depth:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/accuracy_vs_depth.pdf",
-        png="results/figures/accuracy_vs_depth.png",
+        png=report(
+            "results/figures/accuracy_vs_depth.png",
+            caption="../report/accuracy_vs_depth.rst",
+            category="C3 training",
+        ),
     log:
         "results/logs/plot_accuracy_vs_depth.log",
     benchmark:
@@ -48,7 +56,11 @@ rule plot_training_curves:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/training_curves.pdf",
-        png="results/figures/training_curves.png",
+        png=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="C3 training",
+        ),
     log:
         "results/logs/plot_training_curves.log",
     benchmark:
