@@ -9,6 +9,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/expansion.smk"
+include: "workflow/rules/capacity.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/paper.smk"
 
@@ -23,5 +25,7 @@ rule all:
         rules.plot_init_norms.output,
         rules.plot_accuracy_vs_depth.output,
         rules.plot_training_curves.output,
+        expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
+        CAPACITY_OUTPUTS,
         rules.claims.output,
         rules.paper.output,

@@ -19,10 +19,16 @@ def default_config():
 
 
 def tiny_config():
-    """The default config shrunk to seconds: two shallow depths, two scalings, one seed."""
+    """The default config shrunk to seconds: two shallow depths, two scalings, one seed,
+    a 3-λ sweep."""
     config = default_config()
     config["grid"].update(depth=[2, 3], scaling=["one", "inv"], seed=[0], epochs=[2])
     config["init_norms"].update(depth=[1, 10], scaling=["one", "inv"], seed=[0])
+    config["expansion"]["truncation"].update(depth=4, seeds=[0], lambda_steps=5)
+    config["training"]["gc"].update(inputs=64)
+    # λ sweep at a depth of the grid: its `inv` run is the grid's, the 3 fixed λ are new.
+    config["capacity"].update(depth=3, epochs=2, seed=[0], scaling=["inv"])
+    config["capacity"].update(lambda_min=0.1, lambda_max=1.0, lambda_count=3)
     return config
 
 

@@ -199,8 +199,8 @@ def unimodality(shapes, metric="gc_final"):
 @pytest.mark.parametrize(
     "result, verdict",
     [
-        (unimodality(["interior maximum"] * 2 + ["maximum at largest λ"]), HOLDS),
-        (unimodality(["interior maximum"] + ["maximum at largest λ"] * 2), DOES_NOT_HOLD),
+        (unimodality(["interior maximum"] * 2 + ["maximum at largest lambda"]), HOLDS),
+        (unimodality(["interior maximum"] + ["maximum at largest lambda"] * 2), DOES_NOT_HOLD),
         (unimodality(["several maxima"] * 3), DOES_NOT_HOLD),
         (unimodality([]), NOT_MEASURED),
         (unimodality(["interior maximum"] * 3, metric="gc_peak"), NOT_MEASURED),

@@ -82,7 +82,18 @@ def test_missing_dataset_section_is_named():
         grid.training_runs(config)
 
 
+RESOURCE_CONFIG = {"training": {"device": "cpu", "threads": 1}, "arch_options": {}}
+
+
 def test_resources_grow_with_depth():
-    shallow, deep = grid.train_resources(cell(depth=10)), grid.train_resources(cell(depth=1000))
+    config = RESOURCE_CONFIG
+    shallow = grid.train_resources(cell(depth=10), config)
+    deep = grid.train_resources(cell(depth=1000), config)
     assert deep["mem_mb"] > shallow["mem_mb"] and deep["runtime"] > shallow["runtime"]
     assert math.isfinite(deep["runtime"])
+
+
+def test_retry_after_running_out_of_memory_gets_more_memory_not_more_time():
+    first = grid.train_resources(cell(), RESOURCE_CONFIG, attempt=1)
+    retry = grid.train_resources(cell(), RESOURCE_CONFIG, attempt=2)
+    assert retry["mem_mb"] == 2 * first["mem_mb"] and retry["runtime"] == first["runtime"]

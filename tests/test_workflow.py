@@ -3,11 +3,14 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from conftest import default_config, tiny_config
+
+from resdepth import expansion_study, grid
 
 pytestmark = pytest.mark.workflow
 
@@ -22,23 +25,24 @@ def n_cells(grid):
 def test_default_config_plans_every_grid_cell(workflow):
     config = default_config()
     jobs = workflow.planned_jobs()
-    assert jobs["train"] == n_cells(config["grid"])
+    assert jobs["train"] == len(grid.training_runs(config)) > n_cells(config["grid"])
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
 def test_tiny_run_writes_every_run_file(finished):
     config = tiny_config()
     run_dirs = sorted(finished.path("results/runs").iterdir())
-    assert len(run_dirs) == n_cells(config["grid"])
+    assert len(run_dirs) == len(grid.training_runs(config))
     for run in run_dirs:
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["run_id"] == run.name
         history = pd.read_csv(run / "history.csv")
-        if metrics["status"] == "ok":
-            assert list(history["epoch"]) == [1, 2] and 0 <= metrics["test_acc"] <= 1
+        if metrics["status"] == "ok":  # epoch 0: GC at initialisation
+            assert list(history["epoch"]) == [0, 1, 2] and 0 <= metrics["test_acc"] <= 1
+            assert history["gc"].notna().all()
         else:
             assert metrics["status"] == "diverged" and metrics["test_acc"] is None
-            assert len(history) == metrics["diverged_epoch"] - 1
+            assert len(history) == metrics["diverged_epoch"]
         state = torch.load(run / "model.pt", weights_only=True)
         assert "tower.lam" in state
         log = (finished.path("results/logs/train") / f"{run.name}.log").read_text()
@@ -93,8 +97,11 @@ def test_new_depth_plans_only_its_jobs(finished):
     config = tiny_config()
     config["grid"]["depth"].append(5)
     jobs = finished.planned_jobs(config)
-    assert jobs.pop("train") == len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
-    assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "all"], 1)
+    new_runs = len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
+    assert jobs.pop("train") == new_runs and jobs.pop("expansion_run") == new_runs
+    # Every expansion figure but the truncation sweep's, which does not read runs.
+    assert jobs.pop("plot_expansion") == 3
+    assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "expansion_tables", "all"], 1)
 
 
 def edit(path):
@@ -108,8 +115,130 @@ def edit(path):
 def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow, tmp_path):
     workflow.run(config=tiny_config())
     edit(workflow.path("scripts/resdepth/plots.py"))
-    assert workflow.planned_jobs(tiny_config()) == dict.fromkeys([*FIGURE_RULES, "paper", "all"], 1)
+    jobs = workflow.planned_jobs(tiny_config())
+    assert jobs.pop("plot_expansion") == 4
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "paper", "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
-    assert jobs["train"] == n_cells(tiny_config()["grid"])
+    assert jobs["train"] == len(grid.training_runs(tiny_config()))
     assert jobs["init_norms"] == 1 and "digits" not in jobs
+
+
+# The expansion rules (claims C1, C5) in the tiny end-to-end run.
+
+
+def read(finished, name):
+    return pd.read_csv(finished.path(f"results/expansion/{name}.csv"), dtype={"scaling": str})
+
+
+def test_default_config_plans_one_expansion_job_per_run(workflow):
+    jobs = workflow.planned_jobs()
+    assert jobs["expansion_run"] == n_cells(default_config()["grid"])
+    assert jobs["expansion_tables"] == 1 and jobs["expansion_truncation"] == 1
+
+
+def test_tables_have_the_contracted_columns(finished):
+    for name, columns in expansion_study.RUN_TABLE_COLUMNS.items():
+        assert tuple(read(finished, name).columns) == columns
+    assert tuple(read(finished, "truncation").columns) == expansion_study.TRUNCATION_COLUMNS
+    slopes = read(finished, "truncation_slopes")
+    assert tuple(slopes.columns) == expansion_study.SLOPE_COLUMNS
+
+
+def ok_runs(finished):
+    runs = {}
+    for path in finished.path("results/runs").glob("*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        runs[metrics["run_id"]] = metrics
+    return {run_id: m for run_id, m in runs.items() if m["status"] == "ok"}
+
+
+def test_orders_cover_every_run_and_reconstruct_the_tower(finished):
+    """Tiny towers are no deeper than max_order: the path terms hold every path."""
+    orders = read(finished, "orders")
+    config = tiny_config()
+    assert orders["run_id"].nunique() == n_cells(config["grid"])
+    assert set(orders.loc[orders["stage"] == "trained", "run_id"]) == set(ok_runs(finished))
+    assert (orders["reconstruction_error"] < 1e-10).all()
+    for (run_id, _, decomposition), terms in orders.groupby(["run_id", "stage", "decomposition"]):
+        depth = terms["depth"].iloc[0]
+        assert list(terms["order"]) == list(range(depth + 1)), run_id
+        if decomposition == "path":
+            assert (terms["remainder_rel_norm"] < 1e-10).all(), run_id
+            # P_1 + ... + P_n = x_n - x_0, whose relative norm is 1: the triangle inequality.
+            assert terms.loc[terms["order"] >= 1, "rel_norm"].sum() >= 1 - 1e-9, run_id
+
+
+def test_truncated_accuracy_with_every_path_is_the_models_accuracy(finished):
+    accuracy = read(finished, "truncated_accuracy")
+    runs = ok_runs(finished)
+    assert set(accuracy["run_id"]) == set(runs)
+    for run_id, rows in accuracy.groupby("run_id"):
+        assert rows["order"].max() == runs[run_id]["depth"]
+        full = rows["full_test_acc"].iloc[0]
+        assert rows["test_acc"].iloc[-1] == pytest.approx(full)
+        assert full == pytest.approx(runs[run_id]["test_acc"], abs=1e-6)
+
+
+def test_lesion_deletes_every_module_of_every_trained_run(finished):
+    lesion = read(finished, "lesion")
+    runs = ok_runs(finished)
+    for run_id, metrics in runs.items():
+        rows = lesion[lesion["run_id"] == run_id]
+        assert list(rows["module"]) == list(range(metrics["depth"]))
+
+
+def test_expansion_figures_are_drawn(finished):
+    for figure in ("truncation", "orders", "truncated_accuracy", "lesion"):
+        for ext in ("pdf", "png"):
+            assert finished.path(f"results/figures/expansion_{figure}.{ext}").stat().st_size > 1000
+        assert finished.path(f"results/logs/plot_expansion_{figure}.log").read_text()
+
+
+def test_truncation_sweep_fits_a_slope_per_order(finished):
+    slopes = read(finished, "truncation_slopes")
+    settings = tiny_config()["expansion"]["truncation"]
+    path = slopes[(slopes["decomposition"] == "path") & (slopes["statistic"] == "batch")]
+    assert sorted(path["order"]) == sorted(settings["orders"])
+    for _, row in path.iterrows():
+        assert row["slope"] == pytest.approx(row["order"] + 1, abs=0.3)
+
+
+def test_expansion_code_change_reruns_only_expansion_rules(finished):
+    source = Path(finished.path("scripts/resdepth/expansion.py"))
+    original = source.read_text()
+    try:
+        edit(source)
+        jobs = finished.planned_jobs(tiny_config())
+    finally:
+        source.write_text(original)  # same checksum again: the run is up to date
+    assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
+    assert jobs.pop("plot_expansion") == 4
+    rules = ("expansion_tables", "expansion_truncation", "claims", "paper", "all")
+    assert jobs == dict.fromkeys(rules, 1)
+    assert finished.planned_jobs(tiny_config()) == {}
+
+
+def test_capacity_sweep_plans_only_its_own_runs(workflow):
+    config = tiny_config()
+    without_sweep = {key: value for key, value in config.items() if key != "capacity"}
+    jobs_with, jobs_without = workflow.planned_jobs(config), workflow.planned_jobs(without_sweep)
+    own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
+    assert len(own_runs) == 3  # the 3 fixed λ; the sweep's `inv` run is the grid's
+    assert jobs_with.pop("train") == jobs_without.pop("train") + len(own_runs)
+    assert jobs_with.pop("capacity_tables") == jobs_with.pop("capacity_unimodality") == 1
+    assert jobs_with == jobs_without
+
+
+def test_tiny_run_capacity_outputs(finished):
+    sweep = pd.read_csv(finished.path("results/capacity/gc_vs_lambda.csv"))
+    assert len(sweep) == len(grid.capacity_runs(tiny_config())) == 4
+    assert list(sweep["lambda"]) == pytest.approx([0.1, 0.316, 1 / 3, 1.0])
+    ok = sweep[sweep["status"] == "ok"]
+    assert (ok["gc_final"] > 0).all() and (ok["gc_peak"] >= ok["gc_final"]).all()
+    history = pd.read_csv(finished.path("results/capacity/gc_history.csv"))
+    assert set(history["epoch"]) == {0, 1, 2}
+    result = json.loads(finished.path("results/capacity/unimodality.json").read_text())
+    assert result["lambdas"] == [0.1, 0.316, 1.0] and result["seeds"] == [0]
+    n_finished = (ok["scaling"] != "inv").sum()
+    assert result["gc_final"]["per_seed"][0]["n_lambdas"] == n_finished

@@ -26,6 +26,7 @@ class Prepared:
     num_classes: int
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    augment: bool = False  # random crop + flip of every training batch (images only)
 
     @property
     def input_shape(self):
@@ -72,8 +73,11 @@ def write_prepared(tensors, pt_path, json_path, name, num_classes, **extra):
     return manifest
 
 
-def load_prepared(pt_path, device="cpu"):
-    """Load a prepared data set onto ``device``, checking it against its manifest."""
+def load_prepared(pt_path, device="cpu", augment=False):
+    """Load a prepared data set onto ``device``, checking it against its manifest.
+
+    ``augment`` (the data set's config says so) turns on batch augmentation in training.
+    """
     pt_path = Path(pt_path)
     manifest = json.loads(pt_path.with_suffix(".json").read_text())
     actual = sha256(pt_path)
@@ -83,7 +87,7 @@ def load_prepared(pt_path, device="cpu"):
             "delete the file and rerun the workflow to prepare it again"
         )
     tensors = torch.load(pt_path, map_location=device, weights_only=True)
-    return Prepared(num_classes=manifest["num_classes"], **tensors)
+    return Prepared(num_classes=manifest["num_classes"], augment=augment, **tensors)
 
 
 def digits_tensors(test_fraction, split_seed):

@@ -4,7 +4,9 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 """
 
 import itertools
+import math
 
+from resdepth import cost
 from resdepth.scalings import parse_scaling
 
 #: A cell's settings, in run-id order.
@@ -31,17 +33,57 @@ def grid_cells(grid):
     return [dict(zip(CELL_KEYS, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def grid_runs(config):
+    """The runs of the ``grid`` section alone, ``{run_id: cell}``: the accuracy table,
+    the training curves and the expansion study are about these."""
+    return {run_id(cell): cell for cell in grid_cells(config["grid"])}
+
+
 def training_runs(config):
-    """All training runs the config asks for, ``{run_id: cell}``, in config order."""
+    """All training runs the config asks for, ``{run_id: cell}``, in config order.
+
+    The grid's cells come first, then the λ sweep's; a cell already in the grid is not
+    added twice, so the sweep adds only its own jobs.
+    """
     runs = {}
-    for cell in grid_cells(config["grid"]):
+    for cell in [*grid_runs(config).values(), *capacity_runs(config).values()]:
         if cell["dataset"] not in config.get("datasets", {}):
             raise ValueError(
-                f"grid.dataset lists {cell['dataset']!r} but the config has no "
+                f"a training run uses dataset {cell['dataset']!r} but the config has no "
                 f"'datasets.{cell['dataset']}' section to prepare it"
             )
         runs.setdefault(run_id(cell), cell)
     return runs
+
+
+def capacity_lambdas(sweep):
+    """The λ sweep's fixed λ: ``lambda_count`` values evenly spaced in log λ from
+    ``lambda_min`` to ``lambda_max``, rounded to 3 significant digits so that the run id
+    (``lam{λ:g}``) names each λ exactly."""
+    low, high, count = sweep["lambda_min"], sweep["lambda_max"], sweep["lambda_count"]
+    if not 0 < low < high:
+        raise ValueError(
+            f"capacity: need 0 < lambda_min < lambda_max, got lambda_min={low}, lambda_max={high}"
+        )
+    step = math.log(high / low) / (count - 1)
+    return list(dict.fromkeys(float(f"{low * math.exp(i * step):.3g}") for i in range(count)))
+
+
+def capacity_runs(config):
+    """The λ sweep's runs (claim C4), ``{run_id: cell}``; empty without a ``capacity``
+    section. The sweep reads GC from the runs' history, so it needs GC tracking on."""
+    sweep = config.get("capacity")
+    if not sweep:
+        return {}
+    if not config["training"].get("gc", {}).get("every"):
+        raise ValueError(
+            "capacity: the λ sweep reads GC from every run's history.csv; "
+            "set training.gc.every to 1 or more"
+        )
+    fixed = ("dataset", "arch", "depth", "width", "lr", "epochs", "batch_size")
+    sweep_grid = {key: [sweep[key]] for key in fixed}
+    sweep_grid.update(scaling=capacity_lambdas(sweep) + sweep["scaling"], seed=sweep["seed"])
+    return {run_id(cell): cell for cell in grid_cells(sweep_grid)}
 
 
 def cell_for(runs, run_id):
@@ -51,10 +93,15 @@ def cell_for(runs, run_id):
     return runs[run_id]
 
 
-def train_resources(cell):
-    """Memory (MB) and runtime (min) estimates for a training job; grow with depth."""
-    depth_factor = cell["depth"] * cell["width"] / 4096
-    return {
-        "mem_mb": int(1000 + 50 * depth_factor),
-        "runtime": int(5 + cell["epochs"] * depth_factor / 10),
-    }
+def train_resources(cell, config, attempt=1):
+    """Scheduler resources of a training job: ``runtime`` (min) and ``mem_mb`` estimated
+    from its FLOPs and memory (both grow with depth), and ``gpu`` (1 when the config
+    asks for one), so ``--resources gpu=K`` never oversubscribes a machine's GPUs.
+
+    Memory also grows with Snakemake's ``attempt``: a job retried after running out of
+    memory gets more. Runtime does not: a job stopped at its time limit resumes from its
+    checkpoint.
+    """
+    arch_options = config["arch_options"].get(cell["arch"], {})
+    resources = cost.train_resources(cell, config["training"], arch_options)
+    return {**resources, "mem_mb": attempt * resources["mem_mb"]}

@@ -1,8 +1,8 @@
 """Residual towers  x_l = x_{l-1} + λ_l · f_l(x_{l-1})  and the full models around them.
 
 A model is ``head ∘ tower ∘ stem``. The tower only knows a list of residual branches
-and one scale λ_l per branch, so any branch of matching input/output shape (MLP here,
-conv elsewhere) plugs in without touching it. Analysis code (expansion terms, lesions)
+and one scale λ_l per branch, so any branch of matching input/output shape (MLP or
+conv) plugs in without touching it. Analysis code (expansion terms, lesions)
 relies on exactly two attributes of a tower: ``branches`` and ``scales()``.
 """
 
@@ -87,15 +87,71 @@ def mlp_resnet(input_shape, num_classes, width, depth, scaling):
     return he_init_(ResNet(stem, ResidualTower(branches, scaling), nn.Linear(width, num_classes)))
 
 
+def conv_branch(channels, batchnorm=False):
+    """conv3×3-ReLU-conv3×3 (pre-activation BN-ReLU-conv-BN-ReLU-conv for ``bn``).
+
+    Padding 1 keeps the feature map's shape, as every residual branch must.
+    """
+    if batchnorm:
+        return nn.Sequential(
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        )
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1),
+    )
+
+
+class AtLeastFloat32(nn.Module):
+    """Casts half-precision activations up to float32 (float64 stays float64).
+
+    After the stem it keeps the residual stream in float32 under bf16 autocast: bf16
+    resolves only 2⁻⁸ of a value, so with λ = 1/1000 the update λ·f(x) would mostly
+    round away in x + λ·f(x). The branches still compute in bf16.
+    """
+
+    def forward(self, x):
+        return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1):
+    """Conv stem (C_in → width channels, stride ``stem_stride``) → isotropic conv tower →
+    global average pool → Linear head.
+
+    The stem's kernel is ``stem_stride + 2`` with padding 1: a plain 3×3 conv at stride 1,
+    and at stride s windows that cover every pixel and give exactly ⌊H/s⌋×⌊W/s⌋ maps
+    (a 32×32 image becomes 16×16 at stride 2). The tower then runs at that resolution,
+    on a residual stream kept in float32 (see ``AtLeastFloat32``).
+    """
+    if len(input_shape) != 3:
+        raise ValueError(f"conv needs C×H×W inputs, got input_shape {tuple(input_shape)}")
+    if not (isinstance(stem_stride, int) and 1 <= stem_stride <= min(input_shape[1:])):
+        raise ValueError(f"stem_stride must be an integer in 1..{min(input_shape[1:])}")
+    scaling = parse_scaling(scaling)
+    stem = nn.Sequential(
+        nn.Conv2d(input_shape[0], width, stem_stride + 2, stride=stem_stride, padding=1),
+        AtLeastFloat32(),
+    )
+    branches = [conv_branch(width, batchnorm=scaling == "bn") for _ in range(depth)]
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+    return he_init_(ResNet(stem, ResidualTower(branches, scaling), head))
+
+
 #: Builders ``f(input_shape, num_classes, width, depth, scaling, **options) -> ResNet``.
-ARCHITECTURES = {"mlp": mlp_resnet}
+ARCHITECTURES = {"mlp": mlp_resnet, "conv": conv_resnet}
 
 
 def build_model(arch, input_shape, num_classes, width, depth, scaling, **options):
     """Build a freshly initialised model; the caller seeds torch beforehand.
 
     ``options`` are architecture-specific settings from the config (e.g. a conv stem's
-    downsampling); the MLP takes none.
+    ``stem_stride``); the MLP takes none.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHITECTURES)}")

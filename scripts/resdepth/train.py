@@ -1,8 +1,17 @@
 """Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
 
 SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
-step. Deterministic given the cell's seed (weights and batch order both derive from it).
-A non-finite loss is a result, not a crash: the run stops and is recorded as diverged.
+step. Deterministic given the cell's seed (weights, batch order and augmentation all
+derive from it). A non-finite loss is a result, not a crash: the run stops and is
+recorded as diverged.
+
+Speed options of the config's ``training`` section (all off unless set): ``bf16``
+(autocast), ``channels_last`` (the memory layout tensor cores want for convolutions) and
+``compile`` (``torch.compile`` of each residual branch: the branches are identical, so
+one compiled graph serves all of them, where compiling a 1000-branch model whole would
+take minutes). Data sets that ask for it are augmented on the device, batch at once.
+An interrupted run resumes from its checkpoint and ends exactly as if never stopped
+(checkpoint.py).
 """
 
 import logging
@@ -12,6 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from resdepth import checkpoint
+from resdepth.augment import random_crop_flip
+from resdepth.complexity import GCTracker
 from resdepth.models import build_model
 from resdepth.scalings import branch_scale
 
@@ -26,6 +38,8 @@ HISTORY_COLUMNS = (
     "test_loss",
     "test_acc",
     "wall_time_s",
+    "gc",  # empty where GC was not measured (see complexity.GCTracker)
+    "gc_stderr",
 )
 
 
@@ -45,27 +59,50 @@ def lr_at(step, total_steps, warmup_steps, base_lr):
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def precision(device, settings):
+    """The autocast context of every forward pass: bf16 if the config asks for it."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=settings.get("bf16", False))
+
+
+def apply_speed_options(model, settings):
+    """Memory layout and compilation the config asks for; returns ``model`` (same object,
+    so its ``state_dict`` keys do not change)."""
+    if settings.get("channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    if settings.get("compile", False):
+        # The bound forward, not the module: state_dict keys stay as they are (no
+        # ``_orig_mod``), and the identical branches share one compiled graph.
+        for branch in model.tower.branches:
+            branch.forward = torch.compile(branch.forward)
+    return model
+
+
 @torch.no_grad()
-def evaluate(model, data, x, y, batch_size):
+def evaluate(model, data, x, y, batch_size, settings=None):
     """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
     model.eval()
     loss_sum = torch.zeros((), device=y.device)
     correct = torch.zeros((), device=y.device)
     for i in range(0, len(y), batch_size):
-        logits = model(data.inputs(x[i : i + batch_size])).float()
+        with precision(y.device, settings or {}):
+            logits = model(data.inputs(x[i : i + batch_size])).float()
         target = y[i : i + batch_size]
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
-def train_run(cell, data, settings, arch_options=None, device=None):
+def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_path=None):
     """Train the model of ``cell`` on ``data``; return (metrics, history, model).
 
     ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
-    already on ``device``.
+    already on ``device``. With ``checkpoint_path``, the run resumes from the checkpoint
+    there if any, saves one every ``settings["checkpoint_every"]`` epochs, and on a stop
+    request (``checkpoint.stop_requested``) saves one and raises ``checkpoint.Interrupted``.
     """
     device = device or data.y_train.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
     torch.manual_seed(cell["seed"])
     model = build_model(
         cell["arch"],
@@ -76,6 +113,7 @@ def train_run(cell, data, settings, arch_options=None, device=None):
         cell["scaling"],
         **(arch_options or {}),
     ).to(device)
+    apply_speed_options(model, settings)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cell["lr"],
@@ -91,19 +129,35 @@ def train_run(cell, data, settings, arch_options=None, device=None):
     total_steps = steps_per_epoch * cell["epochs"]
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
-    history, diverged_at = [], None
-    step, start = 0, time.perf_counter()
-    for epoch in range(1, cell["epochs"] + 1):
+    identity = {"cell": cell, "settings": settings, "arch_options": arch_options or {}}
+    checkpointer = checkpoint.Checkpointer(
+        checkpoint_path, identity, model, optimizer, [batch_order]
+    )
+    resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
+    history, diverged_at = resumed["history"], None
+    step, start = resumed["step"], time.perf_counter() - resumed["seconds"]
+    gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
+    if gc and not history:  # epoch 0: the initialisation (a resumed run has it already)
+        init = {"epoch": 0, "step": 0, **gc.measure(model, 0)}
+        history.append({**init, "wall_time_s": time.perf_counter() - start})
+    for epoch in range(resumed["epoch"], cell["epochs"] + 1):
         model.train()
-        perm = torch.randperm(n_train, device=device, generator=batch_order)
-        losses = torch.zeros(steps_per_epoch, device=device)
-        correct = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
+        first_batch = resumed["batches_done"] if epoch == resumed["epoch"] else 0
+        if first_batch:  # resuming mid-epoch
+            perm, losses, correct = resumed["perm"], resumed["losses"], resumed["correct"]
+        else:
+            perm = torch.randperm(n_train, device=device, generator=batch_order)
+            losses = torch.zeros(steps_per_epoch, device=device)
+            correct = torch.zeros((), device=device)
+        for i in range(first_batch, steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            x, y = data.inputs(data.x_train[idx]), data.y_train[idx]
+            x, y = data.x_train[idx], data.y_train[idx]
+            if data.augment:
+                x = random_crop_flip(x, batch_order)  # one seeded stream for the data
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
-            logits = model(x)
+            with precision(device, settings):
+                logits = model(data.inputs(x))
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -111,6 +165,9 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             losses[i] = loss.detach()
             correct += (logits.argmax(1) == y).sum()
             step += 1
+            if checkpoint.stop_requested():
+                in_epoch = dict(batches_done=i + 1, perm=perm, losses=losses, correct=correct)
+                checkpointer.stop(epoch, step, history, time.perf_counter() - start, **in_epoch)
 
         # One host sync per epoch: find the first non-finite step, if any.
         finite = torch.isfinite(losses)
@@ -121,7 +178,7 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             break
 
         test_loss, test_acc = evaluate(
-            model, data, data.x_test, data.y_test, settings["eval_batch_size"]
+            model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
         )
         row = {
             "epoch": epoch,
@@ -133,6 +190,8 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             "test_acc": test_acc,
             "wall_time_s": time.perf_counter() - start,
         }
+        if gc and gc.due(epoch):
+            row.update(gc.measure(model, epoch))
         history.append(row)
         log.info(
             "epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "
@@ -142,6 +201,9 @@ def train_run(cell, data, settings, arch_options=None, device=None):
             *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
             *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
         )
+        every = settings.get("checkpoint_every", 0)
+        if every and epoch % every == 0 and epoch < cell["epochs"]:
+            checkpointer.save(epoch + 1, step, history, row["wall_time_s"])
 
     final = history[-1] if history and diverged_at is None else {}
     metrics = {

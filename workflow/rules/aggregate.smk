@@ -2,10 +2,17 @@
 # over seeds. run_files and lib come from common.smk.
 
 
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    aggregate_runs,
+    accuracy_table,
+
+
 rule aggregate_runs:
     """Every run's metrics.json as one row of runs.csv."""
     input:
-        metrics=run_files("metrics.json"),
+        metrics=run_files("metrics.json", GRID_RUNS),
         lib=lib("aggregate", "scalings", "jobs"),
     output:
         "results/runs.csv",

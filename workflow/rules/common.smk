@@ -15,16 +15,28 @@ if not config:
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import grid
+from resdepth import cifar10, grid
 
-TRAIN_RUNS = grid.training_runs(config)
+TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
+GRID_RUNS = grid.grid_runs(config)
 
 
-def run_files(name):
-    """One path per configured training run, e.g. run_files("metrics.json")."""
-    return [f"results/runs/{run_id}/{name}" for run_id in TRAIN_RUNS]
+def run_files(name, runs=TRAIN_RUNS):
+    """One path per training run (default: all), e.g. run_files("metrics.json")."""
+    return per_run_files(f"results/runs/{{run_id}}/{name}", runs)
+
+
+def per_run_files(pattern, runs):
+    """``pattern`` (with a ``{run_id}`` field) filled in for each of ``runs``."""
+    return [pattern.format(run_id=run_id) for run_id in runs]
 
 
 def lib(*names):
     """Library modules a job imports, as inputs: editing one reruns exactly its jobs."""
     return [f"scripts/resdepth/{name}.py" for name in names]
+
+
+def train_resources(wildcards, attempt=1):
+    """Scheduler resources of the training job of a run id (see grid.train_resources)."""
+    cell = grid.cell_for(TRAIN_RUNS, wildcards.run_id)
+    return grid.train_resources(cell, config, attempt)

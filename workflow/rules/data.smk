@@ -1,3 +1,9 @@
+# Seconds of work, and downloads need the internet: on a cluster, run data preparation
+# where Snakemake runs instead of submitting it.
+localrules:
+    digits,
+
+
 rule digits:
     """scikit-learn's bundled 8x8 digits: stratified split, standardised, as tensors."""
     input:
@@ -15,3 +21,42 @@ rule digits:
         settings=config["datasets"].get("digits"),
     script:
         "../../scripts/prepare_digits.py"
+
+
+rule download_cifar10:
+    """The official CIFAR-10 archive, when the config names none: checksummed, renamed
+    into place only when complete."""
+    output:
+        "resources/cifar-10-python.tar.gz",
+    log:
+        "results/logs/download_cifar10.log",
+    benchmark:
+        "results/benchmarks/download_cifar10.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/download_cifar10.py"
+
+
+rule cifar10:
+    """CIFAR-10 from the official archive: uint8 images, labels, train-split channel stats."""
+    input:
+        archive=lambda w: cifar10.archive_to_read(
+            config["datasets"]["cifar10"], rules.download_cifar10.output[0]
+        ),
+        code=lib("data", "cifar10"),
+    output:
+        tensors="results/data/cifar10.pt",
+        manifest="results/data/cifar10.json",
+    log:
+        "results/logs/cifar10.log",
+    benchmark:
+        "results/benchmarks/cifar10.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        test_archive_md5=lambda w: config["datasets"]["cifar10"].get("test_archive_md5"),
+    script:
+        "../../scripts/prepare_cifar10.py"

@@ -1,7 +1,16 @@
 # Figures (PDF + PNG). They depend on the plotting modules but not on the model or
 # training code, so a plotting change redraws only figures.
 
-PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
+
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    plot_init_norms,
+    plot_accuracy_vs_depth,
+    plot_training_curves,
+
+
+PLOT_LIB = lib("plots", "aggregate", "capacity", "scalings", "jobs")
 
 
 rule plot_init_norms:
@@ -14,7 +23,7 @@ rule plot_init_norms:
         png=report(
             "results/figures/init_norms.png",
             caption="../report/init_norms.rst",
-            category="C2 explosion",
+            category="C2: explosion at initialisation",
         ),
     log:
         "results/logs/plot_init_norms.log",
@@ -36,7 +45,7 @@ rule plot_accuracy_vs_depth:
         png=report(
             "results/figures/accuracy_vs_depth.png",
             caption="../report/accuracy_vs_depth.rst",
-            category="C3 training",
+            category="C3: training across depth",
         ),
     log:
         "results/logs/plot_accuracy_vs_depth.log",
@@ -52,14 +61,14 @@ rule plot_training_curves:
     """Test accuracy and train loss per epoch of every run."""
     input:
         runs="results/runs.csv",
-        histories=run_files("history.csv"),
+        histories=run_files("history.csv", GRID_RUNS),
         lib=PLOT_LIB,
     output:
         pdf="results/figures/training_curves.pdf",
         png=report(
             "results/figures/training_curves.png",
             caption="../report/training_curves.rst",
-            category="C3 training",
+            category="C3: training across depth",
         ),
     log:
         "results/logs/plot_training_curves.log",

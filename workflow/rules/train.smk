@@ -2,7 +2,7 @@ rule train:
     """Train one grid cell; a diverged run is recorded, not failed."""
     input:
         data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
-        code=lib("models", "scalings", "data", "train", "jobs"),
+        code=lib("models", "scalings", "data", "augment", "train", "checkpoint", "jobs"),
     output:
         metrics="results/runs/{run_id}/metrics.json",
         history="results/runs/{run_id}/history.csv",
@@ -17,17 +17,20 @@ rule train:
         "../../envs/resdepth.yaml"
     threads: config["training"]["threads"]
     resources:
-        mem_mb=lambda w: grid.train_resources(grid.cell_for(TRAIN_RUNS, w.run_id))[
-            "mem_mb"
-        ],
-        runtime=lambda w: grid.train_resources(grid.cell_for(TRAIN_RUNS, w.run_id))[
-            "runtime"
-        ],
+        # Estimates from the job's FLOPs and memory (resdepth.cost): they grow with depth.
+        mem_mb=lambda w, attempt: train_resources(w, attempt)["mem_mb"],
+        runtime=lambda w: train_resources(w)["runtime"],
+        gpu=lambda w: train_resources(w)["gpu"],
     params:
         cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
         training=config["training"],
         arch_options=lambda w: config["arch_options"].get(
             grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
         ),
+        augment=lambda w: config["datasets"][
+            grid.cell_for(TRAIN_RUNS, w.run_id)["dataset"]
+        ].get("augment", False),
+        # Outside the outputs: Snakemake deletes a failed job's outputs, not this.
+        checkpoint=lambda w: f"results/checkpoints/{w.run_id}.pt",
     script:
         "../../scripts/train_run.py"

@@ -1,0 +1,27 @@
+"""Rule expansion_run: one training run → results/expansion/runs/<run_id>/
+{orders,truncated_accuracy,lesion}.csv (claim C5)."""
+
+import json
+
+import torch
+
+from resdepth import data, expansion_study, jobs, train
+
+jobs.log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+settings = snakemake.params.settings
+device = train.pick_device(settings["device"])
+dataset = data.load_prepared(snakemake.input.data, device)
+with open(snakemake.input.metrics) as f:
+    status = json.load(f)["status"]
+tables = expansion_study.run_tables(
+    snakemake.wildcards.run_id,
+    snakemake.params.cell,
+    status,
+    torch.load(snakemake.input.model, map_location=device, weights_only=True),
+    dataset,
+    settings,
+    snakemake.params.arch_options,
+)
+for name, columns in expansion_study.RUN_TABLE_COLUMNS.items():
+    jobs.write_csv(tables[name], getattr(snakemake.output, name), columns)

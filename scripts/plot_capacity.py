@@ -1,0 +1,20 @@
+"""Rule plot_capacity: capacity/gc_vs_lambda.csv + gc_history.csv -> figures/capacity_*."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from resdepth import jobs, plots
+
+jobs.log_to(snakemake.log[0])
+sweep = pd.read_csv(snakemake.input.sweep, dtype={"scaling": str})
+history = pd.read_csv(snakemake.input.history, dtype={"scaling": str})
+figures = {
+    "gc": plots.capacity_gc_figure(sweep),
+    "accuracy": plots.capacity_accuracy_figure(sweep),
+    "training": plots.capacity_training_figure(sweep, history),
+}
+for name, fig in figures.items():
+    written = plots.save_figure(fig, Path(snakemake.output[f"{name}_pdf"]).with_suffix(""))
+    logging.info("%s -> %s", name, ", ".join(map(str, written)))

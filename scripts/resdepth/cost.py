@@ -1,0 +1,129 @@
+"""What a training job costs: FLOPs per image, memory, and the resources a scheduler needs.
+
+Torch-free, because the Snakefile asks it for every job's ``runtime`` and ``mem_mb``
+while planning the DAG. The FLOP counts are exact for the matmuls and convolutions
+(what ``torch.utils.flop_counter`` counts; a test checks they agree) and also give the
+benchmark its model FLOP utilisation.
+"""
+
+import math
+
+#: What planning needs to know of each data set before it is prepared: split sizes,
+#: input shape, classes, and bytes per stored value (CIFAR-10 stays uint8).
+DATASETS = {
+    "digits": dict(n_train=1347, n_test=450, input_shape=(8, 8), num_classes=10, value_bytes=4),
+    "cifar10": dict(
+        n_train=50_000, n_test=10_000, input_shape=(3, 32, 32), num_classes=10, value_bytes=1
+    ),
+}
+
+#: Assumed speeds for runtime estimates. Deliberately slow: a job that overruns its
+#: runtime is killed by the scheduler, one that finishes early only wasted part of a
+#: reservation. Sustained FLOP/s: GPU 5 % of an H100's bf16 dense peak
+#: (bench/bench_cifar_throughput.py measures the real figure), CPU per thread in fp32.
+#: On top, each residual branch costs a fixed time per step to launch its kernels
+#: (Python, dispatcher, autograd); at width 64 that is of the order of its compute.
+SUSTAINED_FLOPS = {"gpu": 50e12, "cpu_thread": 5e9}
+BRANCH_STEP_OVERHEAD_S = {"gpu": 1e-4, "cpu_thread": 1e-3}
+STARTUP_MIN = 3  # interpreter, torch/CUDA start, data load, cudnn autotuning
+HOST_BASE_MB = 1500  # torch (+ CUDA context) before any tensor
+
+
+def _layers(arch, input_shape, num_classes, width, depth, stem_stride=1):
+    """(forward FLOPs per image, input gradient needed?) for every matmul/conv layer."""
+    if arch == "mlp":
+        stem = 2 * math.prod(input_shape) * width
+        branch = [2 * width * width] * 2
+    elif arch == "conv":
+        channels, height, width_px = input_shape
+        pixels = (height // stem_stride) * (width_px // stem_stride)
+        kernel = stem_stride + 2  # see models.conv_resnet
+        stem = 2 * kernel * kernel * channels * width * pixels
+        branch = [2 * 9 * width * width * pixels] * 2
+    else:
+        raise ValueError(f"no cost model for arch {arch!r}")
+    head = 2 * width * num_classes
+    # The stem's input is data: its backward computes the weight gradient only.
+    return [(stem, False), *[(f, True) for f in branch * depth], (head, True)]
+
+
+def forward_flops(arch, input_shape, num_classes, width, depth, **arch_options):
+    """Matmul/conv FLOPs of one image's forward pass (1 multiply-add = 2 FLOPs)."""
+    layers = _layers(arch, input_shape, num_classes, width, depth, **arch_options)
+    return sum(f for f, _ in layers)
+
+
+def train_flops(arch, input_shape, num_classes, width, depth, **arch_options):
+    """FLOPs of one image's forward + backward: backward is one product for the weight
+    gradient and, except at the stem, one for the input gradient."""
+    layers = _layers(arch, input_shape, num_classes, width, depth, **arch_options)
+    return sum(f * (3 if input_grad else 2) for f, input_grad in layers)
+
+
+def parameter_count(arch, input_shape, num_classes, width, depth, scaling, stem_stride=1):
+    """Number of trainable parameters of ``models.build_model`` with these settings."""
+    batchnorm = scaling == "bn"
+    if arch == "mlp":
+        stem = math.prod(input_shape) * width + width
+        linear = width * width + (0 if batchnorm else width)
+    elif arch == "conv":
+        stem = (stem_stride + 2) ** 2 * input_shape[0] * width + width
+        linear = 9 * width * width + (0 if batchnorm else width)
+    else:
+        raise ValueError(f"no cost model for arch {arch!r}")
+    branch = 2 * linear + (2 * 2 * width if batchnorm else 0)  # BatchNorm: weight and bias
+    learned_scales = depth if scaling == "skipinit" else 0
+    return stem + depth * branch + learned_scales + width * num_classes + num_classes
+
+
+def activation_bytes(arch, input_shape, width, depth, scaling, stem_stride=1):
+    """Upper estimate of the activation memory of one image in training (fp32).
+
+    Per branch autograd keeps two feature maps (three for skipinit, four with BatchNorm:
+    measured with saved-tensor hooks); two more cover the transient tensors of a step.
+    """
+    if arch == "mlp":
+        elements = width
+    else:
+        elements = width * (input_shape[1] // stem_stride) * (input_shape[2] // stem_stride)
+    saved = {"bn": 4, "skipinit": 3}.get(scaling, 2)
+    return 4 * elements * (saved + 2) * depth
+
+
+def train_resources(cell, training, arch_options=None):
+    """Scheduler resources of one training job: ``runtime`` (min), ``mem_mb``, ``gpu``.
+
+    Runtime: start-up, the job's FLOPs (training and per-epoch evaluation) at an
+    assumed sustained rate, and a launch overhead per branch and step. Host memory:
+    the data set (uint8 images take 1 byte per value, others fp32), four fp32 copies
+    of the weights (weights, gradients, momentum, the saved state) and, on CPU, a
+    batch's activations, with a 50 % margin. Both grow with depth. GPU: one, when the
+    config trains on CUDA (``device: cuda``) or asks the scheduler for one (``gpu: true``).
+    """
+    dataset = DATASETS[cell["dataset"]]
+    shape, depth, options = dataset["input_shape"], cell["depth"], arch_options or {}
+    model = (cell["arch"], shape, dataset["num_classes"], cell["width"], depth)
+    flops = cell["epochs"] * (
+        dataset["n_train"] * train_flops(*model, **options)
+        + dataset["n_test"] * forward_flops(*model, **options)
+    )
+    on_gpu = training["device"] == "cuda" or training.get("gpu", False)
+    speed = "gpu" if on_gpu else "cpu_thread"
+    threads = 1 if on_gpu else training["threads"]
+    steps = cell["epochs"] * math.ceil(dataset["n_train"] / cell["batch_size"])
+    seconds = flops / (SUSTAINED_FLOPS[speed] * threads)
+    seconds += steps * depth * BRANCH_STEP_OVERHEAD_S[speed]
+
+    images = dataset["n_train"] + dataset["n_test"]
+    host_bytes = images * math.prod(shape) * dataset["value_bytes"]
+    host_bytes += 4 * 4 * parameter_count(*model, cell["scaling"], **options)
+    if not on_gpu:
+        per_image = activation_bytes(
+            cell["arch"], shape, cell["width"], depth, cell["scaling"], **options
+        )
+        host_bytes += cell["batch_size"] * per_image
+    return {
+        "runtime": math.ceil(STARTUP_MIN + seconds / 60),
+        "mem_mb": math.ceil(HOST_BASE_MB + 1.5 * host_bytes / 1e6),
+        "gpu": int(on_gpu),
+    }

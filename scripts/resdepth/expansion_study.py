@@ -1,0 +1,373 @@
+"""What the expansion terms say about real networks: the rows behind results/expansion/.
+
+- C1, truncation: the order-K Taylor remainder of a fresh tower vs a common λ.
+- C5, orders: ‖P_k‖ and ‖λ^k T_k‖ relative to ‖x_n − x_0‖, at init and after training.
+- C5, truncated ensembles: test accuracy of the head on x_0 + Σ_{k≤K} P_k.
+- Lesions (Veit et al. 2016): test accuracy with one module deleted (its λ set to 0).
+
+Norms are computed in float64 on a copy of the model; accuracies in the model's dtype.
+Every model is analysed in eval mode (BatchNorm as a per-channel affine map, see
+``expansion``). A fresh BatchNorm has running statistics mean 0, var 1, which are not
+what it computes; ``calibrate_batchnorm_`` estimates them first.
+"""
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from resdepth import expansion
+from resdepth.models import build_model
+
+#: Identify a training run in every per-run table.
+RUN_KEYS = ("run_id", "dataset", "arch", "depth", "scaling", "seed", "width")
+
+ORDER_COLUMNS = (
+    *RUN_KEYS,
+    "stage",
+    "decomposition",
+    "order",
+    "rel_norm",
+    "remainder_rel_norm",
+    "reconstruction_error",
+    "lambda_mean",
+    "binomial_prior",
+)
+TRUNCATED_ACCURACY_COLUMNS = (*RUN_KEYS, "order", "test_acc", "full_test_acc")
+LESION_COLUMNS = (*RUN_KEYS, "module", "position", "test_acc", "full_test_acc", "acc_drop")
+#: The per-run tables, gathered over runs into results/expansion/<name>.csv.
+RUN_TABLE_COLUMNS = {
+    "orders": ORDER_COLUMNS,
+    "truncated_accuracy": TRUNCATED_ACCURACY_COLUMNS,
+    "lesion": LESION_COLUMNS,
+}
+TRUNCATION_COLUMNS = (
+    "dataset",
+    "arch",
+    "width",
+    "depth",
+    "seed",
+    "lambda",
+    "decomposition",
+    "order",
+    "rel_error",
+    "median_rel_error",
+    "mask_change_fraction",
+)
+SLOPE_COLUMNS = (
+    "dataset",
+    "arch",
+    "width",
+    "depth",
+    "seed",
+    "decomposition",
+    "order",
+    "statistic",
+    "slope",
+    "fit_lambda_min",
+    "fit_lambda_max",
+    "n_points",
+)
+
+
+@torch.no_grad()
+def calibrate_batchnorm_(model, x):
+    """Set every BatchNorm's running statistics to those of batch ``x`` (one forward pass
+    in training mode), so that in eval mode a fresh model computes what it does in
+    training. Leaves the model in eval mode; a model without BatchNorm is unchanged."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch, exactly its statistics
+    model.train()
+    model(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()
+
+
+def fresh_model(cell, input_shape, num_classes, arch_options=None):
+    """The model of a training cell as training starts: same seed, same builder."""
+    torch.manual_seed(cell["seed"])
+    return build_model(
+        cell["arch"],
+        input_shape,
+        num_classes,
+        cell["width"],
+        cell["depth"],
+        cell["scaling"],
+        **(arch_options or {}),
+    )
+
+
+def _norms(terms):
+    """Frobenius norm of each term over the whole batch: (K+1, B, ...) -> (K+1,)."""
+    return terms.flatten(1).norm(dim=1)
+
+
+@torch.no_grad()
+def order_rows(model, x, max_order):
+    """Per-order norms of both decompositions for one model on model inputs ``x``.
+
+    ``rel_norm`` = ‖term_k‖ / ‖x_n − x_0‖ (NaN when the tower is the identity, e.g.
+    SkipInit at init); ``remainder_rel_norm`` the same for everything above order K;
+    ``reconstruction_error`` = ‖Σ_k term_k + remainder − x_n‖ / ‖x_n‖ against a separate
+    forward pass. ``binomial_prior`` = C(n, k) λ̄^k with λ̄ the mean |λ_l| of the tower.
+    Orders go up to min(max_order, depth). Rows lack the run keys and stage.
+    """
+    model = copy.deepcopy(model).double().eval()
+    tower = expansion.tower_of(model)
+    depth = len(tower.branches)
+    order = min(max_order, depth)
+    x0 = model.stem(x.double())
+    output = tower(x0)
+    residual_norm = (output - x0).norm().item()
+    lambda_mean = tower.scales().abs().mean().item()
+    rows = []
+    for decomposition, result in (
+        ("taylor", expansion.taylor_terms(tower, x0, order)),
+        ("path", expansion.path_terms(tower, x0, order)),
+    ):
+        scale = residual_norm if residual_norm > 0 else math.nan
+        reconstruction = result.terms.sum(0) + result.remainder - output
+        for k, norm in enumerate(_norms(result.terms).tolist()):
+            rows.append(
+                {
+                    "decomposition": decomposition,
+                    "order": k,
+                    "rel_norm": norm / scale,
+                    "remainder_rel_norm": result.remainder.norm().item() / scale,
+                    "reconstruction_error": (reconstruction.norm() / output.norm()).item(),
+                    "lambda_mean": lambda_mean,
+                    "binomial_prior": math.comb(depth, k) * lambda_mean**k,
+                }
+            )
+    return rows
+
+
+def _batches(x, y, batch_size):
+    for i in range(0, len(y), batch_size):
+        yield x[i : i + batch_size], y[i : i + batch_size]
+
+
+@torch.no_grad()
+def truncated_accuracy_rows(model, x, y, max_order, batch_size):
+    """Test accuracy of ``head(x_0 + Σ_{k≤K} P_k)`` for K = 0 .. min(max_order, depth),
+    and of the full model (``full_test_acc``). Rows lack the run keys."""
+    model = model.eval()
+    tower = expansion.tower_of(model)
+    order = min(max_order, len(tower.branches))
+    correct = torch.zeros(order + 1, dtype=torch.long)
+    correct_full = 0
+    for xb, yb in _batches(x, y, batch_size):
+        x0 = model.stem(xb)
+        partial_sums = expansion.path_terms(tower, x0, order).terms.cumsum(0)
+        logits = model.head(partial_sums.flatten(0, 1)).unflatten(0, partial_sums.shape[:2])
+        correct += (logits.argmax(-1) == yb).sum(1).cpu()
+        correct_full += int((model(xb).argmax(-1) == yb).sum())
+    full = correct_full / len(y)
+    return [
+        {"order": k, "test_acc": c / len(y), "full_test_acc": full}
+        for k, c in enumerate(correct.tolist())
+    ]
+
+
+def lesion_modules(depth, max_modules):
+    """Which modules to delete one at a time: all of them, or ``max_modules`` evenly
+    spaced ones (first and last included) when the tower is deeper than that."""
+    if max_modules is None or max_modules >= depth:
+        return list(range(depth))
+    return sorted({round(i) for i in np.linspace(0, depth - 1, max_modules)})
+
+
+@torch.no_grad()
+def lesion_rows(model, x, y, modules, batch_size):
+    """Test accuracy with module l deleted (λ_l = 0, the skip path alone), for each l in
+    ``modules``; ``position`` = l / (depth − 1), 0 for the first module, 1 for the last.
+    Rows lack the run keys."""
+    model = model.eval()
+    tower = expansion.tower_of(model)
+    depth = len(tower.branches)
+    scales = tower.scales().detach()
+    correct = dict.fromkeys(modules, 0)
+    correct_full = 0
+    for xb, yb in _batches(x, y, batch_size):
+        x0 = model.stem(xb)
+        correct_full += int((model.head(tower(x0)).argmax(-1) == yb).sum())
+        for module in modules:
+            lesioned = scales.clone()
+            lesioned[module] = 0
+            logits = model.head(expansion.tower_forward(tower, x0, lesioned))
+            correct[module] += int((logits.argmax(-1) == yb).sum())
+    full = correct_full / len(y)
+    return [
+        {
+            "module": module,
+            "position": module / (depth - 1) if depth > 1 else 0.0,
+            "test_acc": correct[module] / len(y),
+            "full_test_acc": full,
+            "acc_drop": full - correct[module] / len(y),
+        }
+        for module in modules
+    ]
+
+
+def run_tables(run_id, cell, status, state_dict, data, settings, arch_options=None):
+    """The three per-run tables of one training run, as lists of rows.
+
+    ``orders``: both decompositions at initialisation (the run's seed; BatchNorm
+    calibrated on the first training inputs) and, unless the run diverged, after
+    training. ``truncated_accuracy`` and ``lesion``: the trained network on the whole
+    test set (none for a diverged run). ``data`` is a ``Prepared`` data set on the
+    device to use; ``settings`` the config's ``expansion`` section.
+    """
+    keys = {"run_id": run_id, **{key: cell[key] for key in RUN_KEYS[1:]}}
+    device = data.y_test.device
+
+    def model():
+        built = fresh_model(cell, data.input_shape, data.num_classes, arch_options)
+        return built.to(device)
+
+    norm_batch = data.inputs(data.x_test[: settings["batch_size"]])
+    init = calibrate_batchnorm_(model(), data.inputs(data.x_train[: settings["batch_size"]]))
+    stages = [("init", init)]
+    if status == "ok":
+        trained = model()
+        trained.load_state_dict(state_dict)
+        stages.append(("trained", trained.eval()))
+    tables = {"orders": [], "truncated_accuracy": [], "lesion": []}
+    for stage, net in stages:
+        for row in order_rows(net, norm_batch, settings["max_order"]):
+            tables["orders"].append({**keys, "stage": stage, **row})
+    if status == "ok":
+        x, y, batch = data.inputs(data.x_test), data.y_test, settings["eval_batch_size"]
+        for row in truncated_accuracy_rows(trained, x, y, settings["max_order"], batch):
+            tables["truncated_accuracy"].append({**keys, **row})
+        modules = lesion_modules(cell["depth"], settings["lesion_max_modules"])
+        for row in lesion_rows(trained, x, y, modules, batch):
+            tables["lesion"].append({**keys, **row})
+    return tables
+
+
+def gather(paths, columns):
+    """Concatenate per-run tables, checking each has exactly the contracted columns."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path, dtype={"scaling": str})
+        if tuple(frame.columns) != tuple(columns):
+            raise ValueError(f"{path}: columns {list(frame.columns)}, expected {list(columns)}")
+        frames.append(frame)
+    if not frames:
+        raise ValueError("no per-run tables to gather")
+    return pd.concat(frames, ignore_index=True)
+
+
+def lambda_grid(settings):
+    """The log-spaced λ values of the truncation study (config ``expansion.truncation``)."""
+    if not settings["lambda_min"] < settings["fit_max_lambda"] <= settings["lambda_max"]:
+        raise ValueError(
+            "expansion.truncation needs lambda_min < fit_max_lambda <= lambda_max, got "
+            f"{settings['lambda_min']}, {settings['fit_max_lambda']}, {settings['lambda_max']}"
+        )
+    return np.geomspace(
+        settings["lambda_min"], settings["lambda_max"], settings["lambda_steps"]
+    ).tolist()
+
+
+@torch.no_grad()
+def truncation_rows(settings, x, num_classes, arch_options=None):
+    """Claim C1: the order-K truncation error of fresh towers vs a common λ.
+
+    ``settings`` is the config's ``expansion.truncation`` section; ``x`` a batch of model
+    inputs. Every branch gets the same λ (the model is built with a fixed λ and the
+    scales are overridden). Two truncations per order K: ``taylor``, the Taylor
+    polynomial at λ = 0 (masks at x_0), and ``path``, the paths of length ≤ K at the real
+    masks. ``rel_error`` = ‖x_n − truncation‖ / ‖x_0‖ over the batch, ``median_rel_error``
+    the median over samples of the same ratio per sample, and ``mask_change_fraction``
+    how many ReLU units no longer have their λ = 0 mask: each one adds an O(λ²) piece
+    to the Taylor remainder that no Taylor order removes.
+    """
+    orders = sorted(settings["orders"])
+    rows = []
+    for seed in settings["seeds"]:
+        torch.manual_seed(seed)
+        model = build_model(
+            settings["arch"],
+            tuple(x.shape[1:]),
+            num_classes,
+            settings["width"],
+            settings["depth"],
+            1.0,
+            **(arch_options or {}),
+        )
+        model = model.double().eval()
+        x0 = model.stem(x.double())
+        x0_norms = x0.flatten(1).norm(dim=1)
+        for lam in lambda_grid(settings):
+            scales = torch.full((settings["depth"],), lam, dtype=torch.float64)
+            changed = expansion.mask_change_fraction(model, x0, scales)
+            for decomposition, result in (
+                ("taylor", expansion.taylor_terms(model, x0, orders[-1], scales)),
+                ("path", expansion.path_terms(model, x0, orders[-1], scales)),
+            ):
+                partial_sums = result.terms.cumsum(0)
+                for order in orders:
+                    error = result.output - partial_sums[order]
+                    per_sample = error.flatten(1).norm(dim=1) / x0_norms
+                    rows.append(
+                        {
+                            "dataset": settings["dataset"],
+                            "arch": settings["arch"],
+                            "width": settings["width"],
+                            "depth": settings["depth"],
+                            "seed": seed,
+                            "lambda": lam,
+                            "decomposition": decomposition,
+                            "order": order,
+                            "rel_error": (error.norm() / x0.norm()).item(),
+                            "median_rel_error": per_sample.median().item(),
+                            "mask_change_fraction": changed,
+                        }
+                    )
+    return rows
+
+
+def loglog_slope(lambdas, errors):
+    """Least-squares slope of log(error) vs log(λ), over the points with error > 0."""
+    lambdas, errors = np.asarray(lambdas, dtype=float), np.asarray(errors, dtype=float)
+    keep = errors > 0
+    if keep.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(lambdas[keep]), np.log(errors[keep]), 1)[0])
+
+
+def truncation_slopes(rows, fit_max_lambda):
+    """Fitted log-log slopes of the truncation rows over λ ≤ ``fit_max_lambda``, per
+    (seed, decomposition, order) and statistic (``batch``: rel_error, ``median_sample``:
+    median_rel_error)."""
+    groups = {}
+    for row in rows:
+        if row["lambda"] <= fit_max_lambda:
+            groups.setdefault((row["seed"], row["decomposition"], row["order"]), []).append(row)
+    slopes = []
+    for (seed, decomposition, order), group in groups.items():
+        lambdas = [r["lambda"] for r in group]
+        for statistic, column in (("batch", "rel_error"), ("median_sample", "median_rel_error")):
+            slopes.append(
+                {
+                    **{key: group[0][key] for key in ("dataset", "arch", "width", "depth")},
+                    "seed": seed,
+                    "decomposition": decomposition,
+                    "order": order,
+                    "statistic": statistic,
+                    "slope": loglog_slope(lambdas, [r[column] for r in group]),
+                    "fit_lambda_min": min(lambdas),
+                    "fit_lambda_max": max(lambdas),
+                    "n_points": len(group),
+                }
+            )
+    return slopes

@@ -1,0 +1,176 @@
+import gzip
+import http.server
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+from cifar_archive import PER_BATCH, batch_pickle, write_archive
+
+from resdepth import cifar10, data
+
+
+@pytest.fixture
+def archive(tmp_path):
+    path = tmp_path / cifar10.ARCHIVE_NAME
+    images, labels = write_archive(path)
+    return path, images, labels
+
+
+def test_decodes_the_official_layout(archive):
+    path, images, labels = archive
+    data = cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
+    n_train = 5 * PER_BATCH
+    assert data["x_train"].dtype == torch.uint8 and data["x_train"].shape == (n_train, 3, 32, 32)
+    assert data["y_train"].dtype == torch.int64
+    assert torch.equal(data["x_train"], torch.from_numpy(images[:n_train]))
+    assert torch.equal(data["x_test"], torch.from_numpy(images[n_train:]))
+    assert torch.equal(data["y_train"], torch.from_numpy(labels[:n_train]))
+    assert torch.equal(data["y_test"], torch.from_numpy(labels[n_train:]))
+    assert data["class_names"] == [f"class{k}" for k in range(10)]
+
+
+def test_channel_stats_match_numpy(archive):
+    path, images, _ = archive
+    data = cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
+    mean, std = cifar10.channel_stats(data["x_train"], chunk=4)  # several chunks
+    train = images[: 5 * PER_BATCH].astype(np.float64)
+    np.testing.assert_allclose(mean, train.mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(std, train.std(axis=(0, 2, 3)))
+
+
+def test_prepared_tensors_normalise_the_train_split(archive):
+    path, _, _ = archive
+    md5 = cifar10.md5sum(path)
+    tensors, manifest = cifar10.prepared_tensors(path, expected_md5=md5)
+    prepared = data.Prepared(num_classes=10, **tensors)
+    x = prepared.inputs(prepared.x_train)
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 2, 3), correction=0), torch.ones(3))
+    assert manifest["archive_md5"] == md5 and len(manifest["channel_std"]) == 3
+    assert prepared.x_test.dtype == torch.uint8
+
+
+def test_configured_archive_must_exist_when_the_dag_is_planned(tmp_path):
+    download_target = tmp_path / "downloads" / cifar10.ARCHIVE_NAME
+    assert cifar10.archive_to_read({"archive": None}, download_target) == str(download_target)
+    present = tmp_path / "mine.tar.gz"
+    present.write_bytes(b"x")
+    assert cifar10.archive_to_read({"archive": str(present)}, download_target) == str(present)
+    with pytest.raises(cifar10.ArchiveError, match="not found") as err:
+        cifar10.archive_to_read({"archive": str(tmp_path / "absent.tar.gz")}, download_target)
+    assert "absent.tar.gz" in str(err.value) and cifar10.ARCHIVE_MD5 in str(err.value)
+
+
+def test_the_official_checksum_is_the_default(archive):
+    path, _, _ = archive
+    with pytest.raises(cifar10.ArchiveError) as err:
+        cifar10.load_archive(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert cifar10.ARCHIVE_MD5 in message and cifar10.md5sum(path) in message
+    assert cifar10.URL in message  # says what to do
+
+
+def test_missing_archive(tmp_path):
+    missing = tmp_path / "nowhere.tar.gz"
+    with pytest.raises(cifar10.ArchiveError, match="not found") as err:
+        cifar10.load_archive(missing)
+    assert str(missing) in str(err.value) and cifar10.ARCHIVE_MD5 in str(err.value)
+
+
+def test_truncated_archive_fails_its_checksum(archive):
+    path, _, _ = archive
+    good_md5 = cifar10.md5sum(path)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(cifar10.ArchiveError, match="truncated") as err:
+        cifar10.load_archive(path, expected_md5=good_md5)
+    assert good_md5 in str(err.value) and cifar10.md5sum(path) in str(err.value)
+
+
+def test_truncated_archive_with_matching_checksum_fails_to_decode(archive):
+    """Even if a checksum were wrongly declared for a cut file, decoding must fail cleanly."""
+    path, _, _ = archive
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    with pytest.raises(cifar10.ArchiveError, match="cannot decode member") as err:
+        cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "member, payload, omit",
+    [
+        (cifar10.TRAIN_MEMBERS[2], b"\x80\x02garbage", ()),
+        (cifar10.TEST_MEMBER, batch_pickle(np.zeros((2, 5), np.uint8), [0, 1]), ()),
+        (cifar10.META_MEMBER, None, (cifar10.META_MEMBER,)),
+        # A pickle that would run code must be refused, not executed.
+        (cifar10.TRAIN_MEMBERS[0], pickle.dumps(print, protocol=2), ()),
+    ],
+    ids=["garbage", "wrong-shape", "missing-member", "code-in-pickle"],
+)
+def test_corrupted_member_is_named(tmp_path, member, payload, omit):
+    path = tmp_path / "bad.tar.gz"
+    write_archive(path, replace={member: payload} if payload else None, omit=omit)
+    with pytest.raises(cifar10.ArchiveError, match="cannot decode member") as err:
+        cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
+    assert member in str(err.value) and str(path) in str(err.value)
+
+
+def _leftovers(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_download_from_a_local_url(archive, tmp_path):
+    path, _, _ = archive
+    dest = tmp_path / "downloads" / "cifar.tar.gz"
+    md5 = cifar10.md5sum(path)
+    assert cifar10.download(path.as_uri(), dest, expected_md5=md5) == dest
+    assert cifar10.md5sum(dest) == md5
+    assert _leftovers(dest.parent) == ["cifar.tar.gz"]  # no temporary file left behind
+
+
+def test_download_with_wrong_checksum_leaves_nothing(archive, tmp_path):
+    path, _, _ = archive
+    dest = tmp_path / "downloads" / "cifar.tar.gz"
+    with pytest.raises(cifar10.ArchiveError, match="nothing was written"):
+        cifar10.download(path.as_uri(), dest)  # the official checksum cannot match
+    assert _leftovers(dest.parent) == []
+
+
+def test_download_from_an_unreachable_url_leaves_nothing(tmp_path):
+    dest = tmp_path / "cifar.tar.gz"
+    with pytest.raises(cifar10.ArchiveError, match="could not download"):
+        cifar10.download((tmp_path / "absent.tar.gz").as_uri(), dest)
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_cut_off_mid_transfer_leaves_nothing(archive, tmp_path):
+    """A server on 127.0.0.1 announces the whole archive but sends half and hangs up."""
+    path, _, _ = archive
+    body = path.read_bytes()
+
+    class HalfHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), HalfHandler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    dest = tmp_path / "downloads" / "cifar.tar.gz"
+    try:
+        with pytest.raises(cifar10.ArchiveError):
+            url = f"http://127.0.0.1:{server.server_port}/cifar.tar.gz"
+            cifar10.download(url, dest, expected_md5=cifar10.md5sum(path))
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert _leftovers(dest.parent) == []

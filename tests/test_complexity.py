@@ -1,0 +1,178 @@
+import pytest
+import torch
+from torch import nn
+
+from resdepth import complexity, data, models, train
+from resdepth.complexity import geometric_complexity
+
+
+def small_tower(scaling="inv_sqrt", depth=4, seed=0):
+    torch.manual_seed(seed)
+    return models.build_model("mlp", (3, 4), 5, width=16, depth=depth, scaling=scaling).double()
+
+
+def test_linear_model_gc_is_squared_frobenius_norm_of_weights():
+    torch.manual_seed(0)
+    linear = nn.Linear(7, 3).double()
+    x = torch.randn(11, 7, dtype=torch.float64)
+    estimate = geometric_complexity(linear, x, method="exact", chunk_size=4)
+    assert estimate.value == pytest.approx(linear.weight.pow(2).sum().item(), rel=1e-12)
+    assert estimate.stderr == 0.0
+    assert estimate.n_inputs == 11
+
+
+def test_exact_gc_matches_per_input_autograd_jacobians():
+    """A tower's GC averages the per-input Jacobians, not the Jacobian of the batch."""
+    model = small_tower().eval()
+    x = torch.randn(6, 3, 4, dtype=torch.float64)
+    per_input = [
+        torch.autograd.functional.jacobian(lambda xi: model(xi.unsqueeze(0)), xi).pow(2).sum()
+        for xi in x
+    ]
+    expected = torch.stack(per_input).mean().item()
+    assert geometric_complexity(model, x, chunk_size=4).value == pytest.approx(expected, rel=1e-10)
+
+
+def test_hutchinson_agrees_with_exact_within_three_standard_errors():
+    model = small_tower(depth=6)
+    x = torch.randn(64, 3, 4, dtype=torch.float64)
+    exact = geometric_complexity(model, x, method="exact")
+    estimate = geometric_complexity(
+        model,
+        x,
+        method="hutchinson",
+        probes=8,
+        chunk_size=20,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert estimate.stderr > 0
+    assert estimate.stderr < 0.2 * exact.value  # the error bar itself is informative
+    assert abs(estimate.value - exact.value) < 3 * estimate.stderr
+
+
+def test_hutchinson_is_reproducible_with_a_generator():
+    model = small_tower()
+    x = torch.randn(8, 3, 4, dtype=torch.float64)
+
+    def run(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return geometric_complexity(model, x, "hutchinson", probes=4, generator=generator)
+
+    assert run(1) == run(1)
+    assert run(1).value != run(2).value
+
+
+def test_gc_uses_eval_mode_and_restores_train_mode():
+    model = small_tower(scaling="bn")
+    x = torch.randn(16, 3, 4, dtype=torch.float64)
+    model.train()
+    with torch.no_grad():  # make running statistics differ from the batch statistics
+        for _ in range(3):
+            model(torch.randn(32, 3, 4, dtype=torch.float64) * 3 + 1)
+    model.tower.branches[0].eval()  # a mixed-mode model must come back mixed
+    expected = geometric_complexity(model.eval(), x).value
+    model.train()
+    model.tower.branches[0].eval()
+    got = geometric_complexity(model, x).value
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert model.training and model.tower.training
+    assert not model.tower.branches[0].training
+    assert model.tower.branches[1].training
+
+
+@pytest.mark.parametrize("method", ["exact", "hutchinson"])
+def test_gc_changes_neither_parameters_nor_gradients_nor_buffers(method):
+    model = small_tower(scaling="bn")
+    model.train()
+    x = torch.randn(8, 3, 4, dtype=torch.float64)
+    model(x).sum().backward()  # every parameter now has a .grad
+    model.head.bias.grad = None  # and one has none
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = {k: None if p.grad is None else p.grad.clone() for k, p in model.named_parameters()}
+
+    geometric_complexity(model, x, method=method, probes=3)
+
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for k, p in model.named_parameters():
+        if grads[k] is None:
+            assert p.grad is None, k
+        else:
+            assert torch.equal(p.grad, grads[k]), k
+
+
+def test_gc_works_under_no_grad():
+    model = small_tower()
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    expected = geometric_complexity(model, x).value
+    with torch.no_grad():
+        assert geometric_complexity(model, x).value == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "jvp"}, "unknown GC method"),
+        ({"method": "hutchinson", "probes": 1}, "probes >= 2"),
+        ({"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs, match):
+    model = small_tower()
+    with pytest.raises(ValueError, match=match):
+        geometric_complexity(model, torch.randn(2, 3, 4, dtype=torch.float64), **kwargs)
+
+
+# --- GC through training -------------------------------------------------------------
+
+SETTINGS = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,
+    "eval_batch_size": 1024,
+}
+GC_EVERY_2 = {"every": 2, "inputs": 64, "method": "exact", "probes": 8, "chunk_size": 256}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+
+
+def digits_cell(**overrides):
+    base = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
+    base.update(width=16, lr=0.05, epochs=5, batch_size=128)
+    return {**base, **overrides}
+
+
+def test_gc_is_recorded_at_init_every_k_epochs_and_at_the_end(digits):
+    _, history, model = train.train_run(digits_cell(), digits, {**SETTINGS, "gc": GC_EVERY_2})
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4, 5]
+    assert [row["epoch"] for row in history if "gc" in row] == [0, 2, 4, 5]
+    assert all(row["gc"] > 0 and row["gc_stderr"] == 0 for row in history if "gc" in row)
+    final = geometric_complexity(model, digits.x_train[:64]).value
+    assert history[-1]["gc"] == pytest.approx(final, rel=1e-6)
+
+
+def test_gc_tracking_does_not_change_training(digits):
+    hutchinson = {**GC_EVERY_2, "every": 1, "method": "hutchinson", "probes": 2}
+    plain, _, model_plain = train.train_run(digits_cell(epochs=2), digits, SETTINGS)
+    tracked, _, model_tracked = train.train_run(
+        digits_cell(epochs=2), digits, {**SETTINGS, "gc": hutchinson}
+    )
+    assert tracked["test_loss"] == plain["test_loss"]
+    plain_state, tracked_state = model_plain.state_dict(), model_tracked.state_dict()
+    assert all(torch.equal(plain_state[k], tracked_state[k]) for k in plain_state)
+
+
+@pytest.mark.parametrize("gc_settings", [None, {**GC_EVERY_2, "every": 0}])
+def test_gc_tracking_off_does_no_gc_work(digits, monkeypatch, gc_settings):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("GC measured although tracking is off")
+
+    monkeypatch.setattr(complexity, "geometric_complexity", forbidden)
+    settings = SETTINGS if gc_settings is None else {**SETTINGS, "gc": gc_settings}
+    _, history, _ = train.train_run(digits_cell(epochs=2), digits, settings)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert not any("gc" in row for row in history)

@@ -1,0 +1,58 @@
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from resdepth import cost, models
+
+MODELS = [
+    ("mlp", (8, 8), {}),
+    ("conv", (3, 16, 16), {"stem_stride": 1}),
+    ("conv", (3, 16, 16), {"stem_stride": 2}),
+    ("conv", (3, 16, 16), {"stem_stride": 4}),
+]
+
+
+@pytest.mark.parametrize("arch, shape, options", MODELS)
+@pytest.mark.parametrize("scaling", ["inv", "bn"])
+def test_flops_match_torch_flop_counter(arch, shape, options, scaling):
+    model = models.build_model(arch, shape, 10, 8, 3, scaling, **options)
+    x = torch.randn(4, *shape)
+    with FlopCounterMode(display=False) as forward:
+        logits = model(x)
+    with FlopCounterMode(display=False) as backward:
+        logits.sum().backward()
+    per_image_forward = forward.get_total_flops() / 4
+    per_image_train = per_image_forward + backward.get_total_flops() / 4
+    assert cost.forward_flops(arch, shape, 10, 8, 3, **options) == per_image_forward
+    assert cost.train_flops(arch, shape, 10, 8, 3, **options) == per_image_train
+
+
+@pytest.mark.parametrize("arch, shape, options", MODELS)
+@pytest.mark.parametrize("scaling", ["one", "bn", "skipinit"])
+def test_parameter_count_matches_the_model(arch, shape, options, scaling):
+    model = models.build_model(arch, shape, 10, 8, 3, scaling, **options)
+    expected = sum(p.numel() for p in model.parameters())
+    assert cost.parameter_count(arch, shape, 10, 8, 3, scaling, **options) == expected
+
+
+def paper_cell(depth, scaling="inv"):
+    return dict(dataset="cifar10", arch="conv", depth=depth, scaling=scaling, seed=0)
+
+
+def resources(depth, device="cuda", scaling="inv"):
+    cell = {**paper_cell(depth, scaling), "width": 64, "epochs": 30, "batch_size": 128}
+    return cost.train_resources(cell, {"device": device, "threads": 2}, {"stem_stride": 2})
+
+
+def test_resources_grow_with_depth_and_ask_for_a_gpu_only_on_cuda():
+    shallow, deep = resources(10), resources(1000)
+    assert deep["runtime"] > 10 * shallow["runtime"] and deep["mem_mb"] > shallow["mem_mb"]
+    assert shallow["gpu"] == deep["gpu"] == 1
+    assert resources(10, device="auto")["gpu"] == resources(10, device="cpu")["gpu"] == 0
+
+
+def test_cpu_jobs_reserve_their_activations():
+    """On CPU a batch's activations live in host memory; BatchNorm keeps more of them."""
+    gpu, cpu, cpu_bn = resources(100), resources(100, "cpu"), resources(100, "cpu", "bn")
+    assert cpu["mem_mb"] > gpu["mem_mb"] + 1000
+    assert cpu_bn["mem_mb"] > cpu["mem_mb"]

@@ -1,0 +1,102 @@
+"""The CIFAR training path: uint8 images on the device, batch augmentation, speed options."""
+
+import functools
+
+import pytest
+import torch
+
+from resdepth import data, train
+
+SETTINGS = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,
+    "eval_batch_size": 256,
+}
+FAST = {"bf16": True, "channels_last": True}
+CONV = {"stem_stride": 2}
+
+
+def colour_classes(n, seed, device="cpu"):
+    """CIFAR-shaped uint8 images whose class sets their mean colour: learnable in seconds."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    palette = torch.randint(40, 216, (10, 3, 1, 1), generator=torch.Generator().manual_seed(0))
+    noise = torch.randint(-40, 41, (n, 3, 32, 32), generator=g)
+    images = (palette[labels] + noise).clamp(0, 255).to(torch.uint8)
+    return images.to(device), labels.to(device)
+
+
+def cifar_like(n_train=320, n_test=160, augment=True, device="cpu"):
+    x_train, y_train = colour_classes(n_train, seed=1, device=device)
+    x_test, y_test = colour_classes(n_test, seed=2, device=device)
+    mean = x_train.float().mean(dim=(0, 2, 3)).view(3, 1, 1)
+    std = x_train.float().std(dim=(0, 2, 3)).view(3, 1, 1)
+    return data.Prepared(x_train, y_train, x_test, y_test, 10, mean, std, augment=augment)
+
+
+def cell(**overrides):
+    base = dict(dataset="cifar10", arch="conv", depth=3, scaling="inv_sqrt", seed=0)
+    base.update(width=8, lr=0.02, epochs=3, batch_size=32)
+    return {**base, **overrides}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_conv_with_augmentation_and_bf16_learns_on_cpu():
+    metrics, history, _ = train.train_run(cell(), cifar_like(), {**SETTINGS, **FAST}, CONV)
+    assert metrics["status"] == "ok" and len(history) == 3
+    assert metrics["test_acc"] > 0.5  # chance is 0.1
+
+
+def test_augmented_training_is_deterministic_and_uses_the_augmentation():
+    run = functools.partial(train.train_run, cell(epochs=1), settings=SETTINGS, arch_options=CONV)
+    first, _, model_a = run(data=cifar_like())
+    second, _, model_b = run(data=cifar_like())
+    plain, _, _ = run(data=cifar_like(augment=False))
+    assert first["train_loss"] == second["train_loss"]
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert plain["train_loss"] != first["train_loss"]
+
+
+def test_compile_option_compiles_every_branch_into_one_shared_graph(monkeypatch):
+    """Dynamo traces the branches for real; the eager backend spares the C++ build."""
+    from torch._dynamo.utils import counters
+
+    compiled, real_compile = [], torch.compile
+
+    def compile_eagerly(fn):
+        compiled.append(fn)
+        return real_compile(fn, backend="eager")
+
+    monkeypatch.setattr(train.torch, "compile", compile_eagerly)
+    torch._dynamo.reset()
+    counters.clear()
+    options = {**SETTINGS, **FAST, "compile": True}
+    metrics, _, model = train.train_run(cell(depth=6, epochs=1), cifar_like(), options, CONV)
+    monkeypatch.undo()
+    reference = train.train_run(cell(depth=6, epochs=1), cifar_like(), {**SETTINGS, **FAST}, CONV)
+    assert metrics["status"] == "ok"
+    assert len(compiled) == 6
+    assert counters["stats"]["unique_graphs"] <= 2  # training and evaluation, not 6 of each
+    assert list(model.state_dict()) == list(reference[2].state_dict())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_short_cifar_job_on_the_gpu_with_every_speed_option():
+    device = torch.device("cuda")
+    options = {**SETTINGS, **FAST, "compile": True}
+    dataset = cifar_like(n_train=2048, n_test=512, device=device)
+    metrics, history, model = train.train_run(
+        cell(depth=8, width=32, batch_size=128, epochs=2, lr=0.005), dataset, options, CONV, device
+    )
+    assert metrics["status"] == "ok" and len(history) == 2
+    assert metrics["test_acc"] > 0.5
+    assert metrics["device"] == torch.cuda.get_device_name(device)
+    assert next(model.parameters()).is_cuda

@@ -1,0 +1,43 @@
+"""Check a resumed training run against the same run computed without interruption."""
+
+import json
+import time
+
+import pandas as pd
+import torch
+
+from resdepth import data, grid, train
+
+
+def without_wall_time(metrics, history):
+    """Wall times differ between any two runs; everything else must not."""
+    return (
+        {k: v for k, v in metrics.items() if k != "wall_time_s"},
+        [{k: v for k, v in row.items() if k != "wall_time_s"} for row in history],
+    )
+
+
+def assert_matches_uninterrupted_run(workflow, config, run_id):
+    """The run's outputs in ``workflow`` equal, bit for bit (wall times aside), what the
+    train job's library call computes in one go, with the job's thread count."""
+    run = workflow.path(f"results/runs/{run_id}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = pd.read_csv(run / "history.csv").to_dict("records")
+    weights = torch.load(run / "model.pt", weights_only=True)
+
+    torch.set_num_threads(config["training"]["threads"])
+    cell = grid.training_runs(config)[run_id]
+    dataset = data.load_prepared(workflow.path(f"results/data/{cell['dataset']}.pt"))
+    expected_metrics, expected_history, model = train.train_run(cell, dataset, config["training"])
+    expected = without_wall_time({"run_id": run_id, **expected_metrics}, expected_history)
+    assert without_wall_time(metrics, history) == expected
+    assert weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
+def wait_for(condition, what, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        time.sleep(0.05)

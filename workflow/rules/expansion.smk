@@ -1,0 +1,123 @@
+# Claims C1 and C5: residual expansion terms. One job per training run reads that run's
+# weights, so a new run adds one job; expansion_tables gathers them. TRAIN_RUNS, GRID_RUNS,
+# per_run_files and lib come from common.smk.
+
+EXPANSION = config["expansion"]
+EXPANSION_LIB = lib(
+    "models", "scalings", "data", "jobs", "expansion", "expansion_study"
+)
+EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
+
+
+rule expansion_run:
+    """Per-order norms (init and trained), truncated-ensemble accuracy and lesions of one run."""
+    input:
+        data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
+        metrics="results/runs/{run_id}/metrics.json",
+        model="results/runs/{run_id}/model.pt",
+        code=EXPANSION_LIB + lib("train"),
+    output:
+        **{
+            name: f"results/expansion/runs/{{run_id}}/{name}.csv"
+            for name in EXPANSION_TABLES
+        },
+    log:
+        "results/logs/expansion/{run_id}.log",
+    benchmark:
+        "results/benchmarks/expansion/{run_id}.tsv"
+    wildcard_constraints:
+        run_id=r"[^/]+",
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: EXPANSION["threads"]
+    params:
+        cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
+        settings=EXPANSION,
+        arch_options=lambda w: config["arch_options"].get(
+            grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
+        ),
+    script:
+        "../../scripts/expansion_run.py"
+
+
+rule expansion_tables:
+    """Gather every run's expansion tables into one file each."""
+    input:
+        **{
+            name: per_run_files(
+                f"results/expansion/runs/{{run_id}}/{name}.csv", GRID_RUNS
+            )
+            for name in EXPANSION_TABLES
+        },
+        code=lib("expansion_study"),
+    output:
+        **{name: f"results/expansion/{name}.csv" for name in EXPANSION_TABLES},
+    log:
+        "results/logs/expansion_tables.log",
+    benchmark:
+        "results/benchmarks/expansion_tables.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    script:
+        "../../scripts/expansion_tables.py"
+
+
+rule expansion_truncation:
+    """Claim C1: order-K truncation error of fresh towers vs λ, with fitted slopes."""
+    input:
+        data=f"results/data/{EXPANSION['truncation']['dataset']}.pt",
+        code=EXPANSION_LIB,
+    output:
+        rows="results/expansion/truncation.csv",
+        slopes="results/expansion/truncation_slopes.csv",
+    log:
+        "results/logs/expansion_truncation.log",
+    benchmark:
+        "results/benchmarks/expansion_truncation.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: EXPANSION["threads"]
+    params:
+        settings=EXPANSION["truncation"],
+        arch_options=config["arch_options"].get(EXPANSION["truncation"]["arch"], {}),
+    script:
+        "../../scripts/expansion_truncation.py"
+
+
+EXPANSION_FIGURES = {
+    "truncation": {
+        "truncation": "results/expansion/truncation.csv",
+        "slopes": "results/expansion/truncation_slopes.csv",
+    },
+    "orders": {"orders": "results/expansion/orders.csv"},
+    "truncated_accuracy": {
+        "truncated_accuracy": "results/expansion/truncated_accuracy.csv"
+    },
+    "lesion": {"lesion": "results/expansion/lesion.csv"},
+}
+
+
+rule plot_expansion:
+    """Claims C1, C5: one expansion figure (truncation, orders, truncated_accuracy, lesion)."""
+    input:
+        unpack(lambda w: EXPANSION_FIGURES[w.figure]),
+        lib=PLOT_LIB + lib("expansion_plots"),
+    output:
+        pdf="results/figures/expansion_{figure}.pdf",
+        png=report(
+            "results/figures/expansion_{figure}.png",
+            caption="../report/expansion.rst",
+            category="C1, C5: residual expansion",
+        ),
+    log:
+        "results/logs/plot_expansion_{figure}.log",
+    benchmark:
+        "results/benchmarks/plot_expansion_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(EXPANSION_FIGURES),
+    conda:
+        "../../envs/resdepth.yaml"
+    params:
+        figure="{figure}",
+    script:
+        "../../scripts/plot_expansion.py"
