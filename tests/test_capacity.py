@@ -39,12 +39,21 @@ def test_reversed_lambda_range_is_rejected_by_name():
         grid.capacity_lambdas({**SWEEP, "lambda_min": 2.0})
 
 
-def test_sweep_runs_are_every_lambda_and_named_scaling_for_every_seed():
+def test_a_lambda_equal_to_a_named_scaling_is_that_scaling():
+    """Same tower, same seed, same run: the sweep reuses the named run (the grid's)."""
+    scalings = grid.capacity_scalings({**SWEEP, "scaling": ["inv", "bn"]})
+    assert scalings == ["inv", 0.125, "inv_sqrt", 0.5, "one", "bn"]
+    at_depth_10 = {**SWEEP, "depth": 10, "lambda_min": 0.1, "lambda_count": 3, "scaling": []}
+    assert grid.capacity_scalings(at_depth_10) == ["inv", "inv_sqrt", "one"]  # 0.316 = 1/√10
+
+
+def test_sweep_runs_are_every_scaling_for_every_seed():
     runs = grid.capacity_runs(config())
-    assert len(runs) == (5 + 1) * 2
+    assert len(runs) == 5 * 2
     assert {c["depth"] for c in runs.values()} == {16}
-    assert "digits-mlp-n16-lam0.25-w8-lr0.05-e3-b64-s1" in runs
-    assert "digits-mlp-n16-inv-w8-lr0.05-e3-b64-s0" in runs
+    assert "digits-mlp-n16-lam0.125-w8-lr0.05-e3-b64-s1" in runs
+    assert "digits-mlp-n16-inv_sqrt-w8-lr0.05-e3-b64-s0" in runs
+    assert "digits-mlp-n16-lam0.25-w8-lr0.05-e3-b64-s0" not in runs
 
 
 def test_sweep_adds_only_runs_the_grid_does_not_have():
@@ -53,9 +62,9 @@ def test_sweep_adds_only_runs_the_grid_does_not_have():
     with_sweep = grid.training_runs(cfg)
     sweep = grid.capacity_runs(cfg)
     shared = set(sweep) & set(without_sweep)
-    assert shared == {"digits-mlp-n16-inv-w8-lr0.05-e3-b64-s0"}
+    assert shared == {f"digits-mlp-n16-{s}-w8-lr0.05-e3-b64-s0" for s in ("inv", "one")}
     assert set(with_sweep) == set(without_sweep) | set(sweep)
-    assert len(with_sweep) == len(without_sweep) + len(sweep) - 1
+    assert len(with_sweep) == len(without_sweep) + len(sweep) - 2
 
 
 def test_sweep_without_gc_tracking_is_rejected_by_name():
@@ -131,6 +140,7 @@ LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
         ([16, 8, 4, 2, 1], "maximum at smallest lambda", 0.0625),
         ([1, 2, 3, 2.8, 4], "maximum at largest lambda", 1.0),  # a small dip is smoothed away
         ([100, 1, 1, 1, 100], "several maxima", 0.0625),
+        ([3, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
         ([1, 4], "too few lambdas", None),
     ],
 )
@@ -157,7 +167,7 @@ def sweep_table(curves, named=None, diverged=()):
 def test_unimodality_counts_seeds_with_an_interior_maximum():
     table = sweep_table(
         [[1, 4, 9, 4, 1], [1, 2, 4, 9, 3], [1, 2, 4, 8, 16]],
-        named=[("inv", 0.0625, 1000.0)],  # named scalings are not part of the curve
+        named=[("bn", 1.0, 1000.0)],  # bn has no fixed λ: not part of the curve
     )
     result = capacity.unimodality(table)
     final = result["gc_final"]
@@ -171,10 +181,20 @@ def test_unimodality_counts_seeds_with_an_interior_maximum():
     json.dumps(result)  # the rule writes it as JSON
 
 
+def test_named_scalings_with_a_fixed_lambda_are_points_of_the_curve():
+    table = sweep_table([[1, 4, 9, 4, 1]])
+    table.loc[table["lambda"] == 0.0625, "scaling"] = "inv"
+    table.loc[table["lambda"] == 1.0, "scaling"] = "one"
+    curve = capacity.unimodality(table)["gc_final"]["per_seed"][0]
+    assert curve["n_lambdas"] == 5 and curve["shape"] == "interior maximum"
+
+
 def test_diverged_runs_are_listed_and_left_out_of_the_curve():
     table = sweep_table([[1, 4, 9, 4, 1e6]], diverged={(1.0, 0)})
     result = capacity.unimodality(table)
     assert result["diverged_runs"] == [{"lambda": 1.0, "seed": 0}]
+    assert result["smallest_diverged_lambda"] == 1.0
+    assert "diverged from lambda = 1" in result["gc_final"]["verdict"]
     assert result["gc_final"]["per_seed"][0]["n_lambdas"] == 4
     assert result["gc_final"]["per_seed"][0]["shape"] == "interior maximum"
 
@@ -184,14 +204,14 @@ def test_diverged_runs_are_listed_and_left_out_of_the_curve():
 
 @pytest.fixture
 def sweep_and_history(tmp_path):
-    """Two seeds of a 5-λ sweep plus `inv`; λ=1 diverges for seed 1."""
+    """Two seeds of a 5-λ sweep plus bn; λ=1 diverges for seed 1."""
     folders = []
     for seed in (0, 1):
         for lam in LAMBDAS:
             gc = [(0, 1.0), (2, 10 * lam * (1 + seed)), (3, 8 * lam * (1 + seed))]
             status = "diverged" if (lam, seed) == (1.0, 1) else "ok"
             folders.append(write_run(tmp_path, lam, lam, seed, gc, status, test_acc=0.5 + lam / 4))
-        folders.append(write_run(tmp_path, "inv", 0.0625, seed, [(0, 1.0), (2, 2.0), (3, 3.0)]))
+        folders.append(write_run(tmp_path, "bn", 1.0, seed, [(0, 1.0), (2, 2.0), (3, 3.0)]))
     table, history = capacity.sweep_tables(
         paths(folders, "metrics.json"), paths(folders, "history.csv")
     )
@@ -224,12 +244,4 @@ def test_capacity_figures_are_saved(sweep_and_history, tmp_path):
         pdf, png = plots.save_figure(fig, tmp_path / f"figure{index}")
         assert pdf.read_bytes().startswith(b"%PDF") and png.stat().st_size > 10_000
     training_lines = figures[2].axes[0].get_lines()
-    assert len(training_lines) == len(LAMBDAS) + 1  # one per fixed λ, one for `inv`
-
-
-def test_gc_figure_takes_a_named_scaling_with_a_single_seed(sweep_and_history):
-    """The geometric mean of one value can round to just below it: no negative bar."""
-    sweep, _ = sweep_and_history
-    one_seed = sweep[(sweep["scaling"] != "inv") | (sweep["seed"] == 0)].copy()
-    one_seed.loc[one_seed["scaling"] == "inv", "gc_final"] = 102.60481030493975
-    plt.close(plots.capacity_gc_figure(one_seed))
+    assert len(training_lines) == len(LAMBDAS) + 1  # one per fixed λ, one for bn

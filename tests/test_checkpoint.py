@@ -91,13 +91,22 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert_same_run(train.train_run(CELL, digits, SETTINGS, checkpoint_path=path), uninterrupted)
 
 
-def test_checkpoint_of_other_settings_is_ignored(digits, uninterrupted, tmp_path, monkeypatch):
+@pytest.mark.parametrize("changed", ["settings", "code"])
+def test_checkpoint_of_other_settings_or_code_is_ignored(
+    digits, uninterrupted, tmp_path, monkeypatch, caplog, changed
+):
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, 5, "signal")
+    if changed == "code":
+        monkeypatch.setattr(checkpoint, "code_digest", lambda: "digest of older code")
+    settings = {**SETTINGS, "weight_decay": 0.0} if changed == "settings" else SETTINGS
     with pytest.raises(checkpoint.Interrupted):
-        train.train_run(CELL, digits, {**SETTINGS, "weight_decay": 0.0}, checkpoint_path=path)
+        train.train_run(CELL, digits, settings, checkpoint_path=path)
     monkeypatch.undo()
-    assert_same_run(train.train_run(CELL, digits, SETTINGS, checkpoint_path=path), uninterrupted)
+    with caplog.at_level("WARNING", logger="resdepth.checkpoint"):
+        rerun = train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+    assert "ignoring checkpoint" in caplog.text
+    assert_same_run(rerun, uninterrupted)
 
 
 def test_unreadable_checkpoint_is_named(digits, tmp_path):

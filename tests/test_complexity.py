@@ -21,10 +21,15 @@ def test_linear_model_gc_is_squared_frobenius_norm_of_weights():
     assert estimate.n_inputs == 11
 
 
-def test_exact_gc_matches_per_input_autograd_jacobians():
-    """A tower's GC averages the per-input Jacobians, not the Jacobian of the batch."""
-    model = small_tower().eval()
-    x = torch.randn(6, 3, 4, dtype=torch.float64)
+@pytest.mark.parametrize(
+    "arch, input_shape, scaling, options",
+    [("mlp", (3, 4), "inv_sqrt", {}), ("conv", (3, 6, 6), "bn", {"stem_stride": 2})],
+)
+def test_exact_gc_matches_per_input_autograd_jacobians(arch, input_shape, scaling, options):
+    """GC averages the per-input Jacobians, not the Jacobian of the batch."""
+    torch.manual_seed(0)
+    model = models.build_model(arch, input_shape, 5, 8, 3, scaling, **options).double().eval()
+    x = torch.randn(6, *input_shape, dtype=torch.float64)
     per_input = [
         torch.autograd.functional.jacobian(lambda xi: model(xi.unsqueeze(0)), xi).pow(2).sum()
         for xi in x

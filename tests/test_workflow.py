@@ -224,9 +224,10 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     without_sweep = {key: value for key, value in config.items() if key != "capacity"}
     jobs_with, jobs_without = workflow.planned_jobs(config), workflow.planned_jobs(without_sweep)
     own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
-    assert len(own_runs) == 3  # the 3 fixed λ; the sweep's `inv` run is the grid's
+    assert len(own_runs) == 2  # λ 0.1 and 0.316; λ=1 and 1/n are the grid's one, inv runs
     assert jobs_with.pop("train") == jobs_without.pop("train") + len(own_runs)
-    assert jobs_with.pop("capacity_tables") == jobs_with.pop("capacity_unimodality") == 1
+    for rule in ("capacity_tables", "capacity_unimodality", "plot_capacity"):
+        assert jobs_with.pop(rule) == 1
     assert jobs_with == jobs_without
 
 
@@ -239,6 +240,7 @@ def test_tiny_run_capacity_outputs(finished):
     history = pd.read_csv(finished.path("results/capacity/gc_history.csv"))
     assert set(history["epoch"]) == {0, 1, 2}
     result = json.loads(finished.path("results/capacity/unimodality.json").read_text())
-    assert result["lambdas"] == [0.1, 0.316, 1.0] and result["seeds"] == [0]
-    n_finished = (ok["scaling"] != "inv").sum()
-    assert result["gc_final"]["per_seed"][0]["n_lambdas"] == n_finished
+    assert result["lambdas"] == pytest.approx([0.1, 0.316, 1 / 3, 1.0]) and result["seeds"] == [0]
+    assert result["gc_final"]["per_seed"][0]["n_lambdas"] == len(ok)
+    for name in ("gc_vs_lambda", "accuracy_vs_lambda", "gc_over_training"):
+        assert finished.path(f"results/figures/capacity_{name}.png").stat().st_size > 10_000

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resdepth.scalings import parse_scaling
+from resdepth.scalings import is_fixed_lambda
 
 #: Columns of gc_vs_lambda.csv (docs/file-contracts.md).
 SWEEP_COLUMNS = (
@@ -47,10 +47,12 @@ HISTORY_COLUMNS = ("run_id", "scaling", "lambda", "seed", "epoch", "gc", "gc_std
 TESTED_METRICS = ("gc_final", "gc_peak")
 
 TEST_DESCRIPTION = (
-    "Per seed, the curve is GC against lambda over the fixed-lambda runs that finished "
+    "Per seed, the curve is GC against lambda over the fixed-lambda runs (a number, or "
+    "one, inv_sqrt, inv at their lambda; not bn, skipinit) that finished "
     "(status ok), in increasing lambda. log10 GC is smoothed by a centred binomial "
     "running mean over 3 neighbouring lambdas (weights 1, 2, 1; 2, 1 at either end). A "
-    "local maximum is a point above each of its neighbours (one neighbour at either end)."
+    "local maximum is a point above each of its neighbours (one neighbour at either end;"
+    " a plateau counts once)."
     " shape: 'interior maximum' (exactly one local maximum, at neither end: GC is "
     "unimodal in lambda with its peak inside the sweep), 'maximum at largest lambda' or "
     "'maximum at smallest lambda' (exactly one local maximum, at that end: monotone after"
@@ -58,10 +60,6 @@ TEST_DESCRIPTION = (
     "same test is applied to the seed mean of log10 GC per lambda. argmax_lambda: where "
     "the smoothed curve is largest."
 )
-
-
-def is_fixed_lambda(scaling):
-    return isinstance(parse_scaling(scaling), float)
 
 
 def sweep_tables(metrics_paths, history_paths):
@@ -122,9 +120,10 @@ def smoothed(values):
 
 
 def local_maxima(values):
-    """Indices of the points above each of their neighbours."""
+    """Indices of the points not below their left neighbour and above their right one:
+    the points above both neighbours, a plateau counted once (at its right end)."""
     padded = np.concatenate([[-np.inf], values, [-np.inf]])
-    return [i for i in range(len(values)) if padded[i] < padded[i + 1] > padded[i + 2]]
+    return [i for i in range(len(values)) if padded[i] <= padded[i + 1] > padded[i + 2]]
 
 
 def curve_shape(lambdas, gc):
@@ -142,17 +141,16 @@ def curve_shape(lambdas, gc):
         shape = "maximum at largest lambda"
     else:
         shape = "interior maximum"
-    return {
-        "shape": shape,
-        "n_lambdas": len(lambdas),
-        "argmax_lambda": float(lambdas[int(np.argmax(curve))]),
-    }
+    highest = max(maxima, key=lambda i: curve[i])
+    return {"shape": shape, "n_lambdas": len(lambdas), "argmax_lambda": float(lambdas[highest])}
 
 
 def unimodality(table):
     """Run the unimodality test on final and peak GC of the sweep's fixed-λ runs."""
     fixed = table[table["scaling"].map(is_fixed_lambda)]
     finished = fixed[fixed["status"] == "ok"].sort_values("lambda")
+    diverged = fixed[fixed["status"] != "ok"]
+    smallest_diverged = float(diverged["lambda"].min()) if len(diverged) else None
     result = {
         "test": TEST_DESCRIPTION,
         "dataset": sorted(table["dataset"].unique()),
@@ -161,9 +159,9 @@ def unimodality(table):
         "lambdas": sorted(float(v) for v in fixed["lambda"].unique()),
         "seeds": sorted(int(s) for s in fixed["seed"].unique()),
         "diverged_runs": [
-            {"lambda": float(r["lambda"]), "seed": int(r["seed"])}
-            for _, r in fixed[fixed["status"] != "ok"].iterrows()
+            {"lambda": float(r["lambda"]), "seed": int(r["seed"])} for _, r in diverged.iterrows()
         ],
+        "smallest_diverged_lambda": smallest_diverged,
     }
     for metric in TESTED_METRICS:
         per_seed = []
@@ -183,13 +181,13 @@ def unimodality(table):
             },
             "per_seed": per_seed,
             "seed_mean": seed_mean,
-            "verdict": verdict(per_seed, seed_mean),
+            "verdict": verdict(per_seed, seed_mean, smallest_diverged),
         }
     return result
 
 
-def verdict(per_seed, seed_mean):
-    """One sentence saying what the test found."""
+def verdict(per_seed, seed_mean, smallest_diverged):
+    """What the test found, in words."""
     interior = [c for c in per_seed if c["shape"] == "interior maximum"]
     text = f"{len(interior)} of {len(per_seed)} seeds have a single interior maximum of GC"
     if interior:
@@ -201,4 +199,6 @@ def verdict(per_seed, seed_mean):
     text += f". Seed mean: {seed_mean['shape']}"
     if seed_mean["argmax_lambda"] is not None:
         text += f", largest at lambda = {seed_mean['argmax_lambda']:g}"
+    if smallest_diverged is not None:
+        text += f". Runs diverged from lambda = {smallest_diverged:g} (not in the curves)"
     return text + "."

@@ -14,10 +14,12 @@ outputs), are written atomically and are read with ``weights_only=True``.
 """
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -70,6 +72,15 @@ def save_atomic(state, path):
     os.replace(tmp, path)
 
 
+def code_digest():
+    """sha256 of the source of every loaded ``resdepth`` module: the code computing the run."""
+    digest = hashlib.sha256()
+    for name in sorted(m for m in sys.modules if m.split(".")[0] == "resdepth"):
+        if getattr(sys.modules[name], "__file__", None):
+            digest.update(Path(sys.modules[name].__file__).read_bytes())
+    return digest.hexdigest()
+
+
 def discard(path):
     """Delete a finished run's checkpoint (it would otherwise be resumed by a rerun)."""
     Path(path).unlink(missing_ok=True)
@@ -78,14 +89,16 @@ def discard(path):
 class Checkpointer:
     """Saves and restores a run's model, optimizer, random generators and progress.
 
-    ``identity`` (JSON-like: the run's cell and settings) is stored with the state; a
-    checkpoint saved for another identity is ignored. With ``path=None`` nothing is saved
+    ``identity`` (JSON-like: the run's cell and settings) is stored with the state, with
+    the ``code_digest``; a checkpoint saved for another identity or by other code is
+    ignored (resuming it would mix two computations). With ``path=None`` nothing is saved
     or restored, and ``stop`` just raises.
     """
 
     def __init__(self, path, identity, model, optimizer, generators):
         self.path = Path(path) if path is not None else None
-        self.identity = json.loads(json.dumps(identity))  # plain types, as loaded back
+        # Plain types, as they load back.
+        self.identity = json.loads(json.dumps({**identity, "code": code_digest()}))
         self.model, self.optimizer, self.generators = model, optimizer, list(generators)
 
     def save(
@@ -132,7 +145,7 @@ class Checkpointer:
                 f"cannot read checkpoint {self.path} ({error}); delete it to train from scratch"
             ) from error
         if state["identity"] != self.identity:
-            log.warning("ignoring checkpoint %s: it was saved with other settings", self.path)
+            log.warning("ignoring checkpoint %s: saved with other settings or code", self.path)
             return fresh
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

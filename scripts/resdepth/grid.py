@@ -7,7 +7,7 @@ import itertools
 import math
 
 from resdepth import cost
-from resdepth.scalings import parse_scaling
+from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, parse_scaling
 
 #: A cell's settings, in run-id order.
 CELL_KEYS = ("dataset", "arch", "depth", "scaling", "seed", "width", "lr", "epochs", "batch_size")
@@ -82,8 +82,20 @@ def capacity_runs(config):
         )
     fixed = ("dataset", "arch", "depth", "width", "lr", "epochs", "batch_size")
     sweep_grid = {key: [sweep[key]] for key in fixed}
-    sweep_grid.update(scaling=capacity_lambdas(sweep) + sweep["scaling"], seed=sweep["seed"])
+    sweep_grid.update(scaling=capacity_scalings(sweep), seed=sweep["seed"])
     return {run_id(cell): cell for cell in grid_cells(sweep_grid)}
+
+
+def capacity_scalings(sweep):
+    """The sweep's scalings: each of its λ, then the named scalings listed.
+
+    A λ that is, to 3 significant digits, a named scaling's λ at the sweep's depth
+    (``inv`` = 1/n is the first one by default) is replaced by that name: same tower,
+    same seed, same run, so the sweep reuses the grid's run instead of training a copy.
+    """
+    named_lambdas = {f"{branch_scale(s, sweep['depth']):.3g}": s for s in FIXED_LAMBDA_NAMES}
+    lambdas = [named_lambdas.get(f"{lam:.3g}", lam) for lam in capacity_lambdas(sweep)]
+    return list(dict.fromkeys(lambdas + sweep["scaling"]))
 
 
 def cell_for(runs, run_id):

@@ -21,8 +21,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from resdepth import aggregate, capacity
-from resdepth.scalings import NAMED_SCALINGS, parse_scaling
+from resdepth import aggregate
+from resdepth.scalings import NAMED_SCALINGS, is_fixed_lambda, parse_scaling
 
 #: Named scalings take fixed colours of seaborn's colour-blind palette (vermilion, blue,
 #: green, pink, tan: distinct from each other and from the greys of fixed λ).
@@ -358,30 +358,30 @@ def centre_and_range(frame, column, by, geometric):
 
 
 def lambda_curve(ax, sweep, column, geometric):
-    """``column`` against λ (log axis): the fixed-λ runs as a line through the mean over
-    seeds with a min-to-max band; each named scaling as a marker at its λ with a
-    min-to-max bar. Runs without a value (diverged) are left out."""
+    """``column`` against λ (log axis) over the runs that finished.
+
+    The fixed-λ runs (named ones like λ=1/n included, at their λ) make a line through
+    the mean over seeds with a min-to-max band; the named ones are also marked in their
+    colour. bn and skipinit have no fixed λ: dotted horizontal lines at their mean.
+    """
     sweep = sweep[sweep[column].notna()]
-    fixed = sweep["scaling"].map(capacity.is_fixed_lambda)
+    fixed = sweep["scaling"].map(is_fixed_lambda)
     centre, low, high = centre_and_range(sweep[fixed], column, "lambda", geometric)
     ax.plot(centre.index, centre, color="0.2", marker="o", label="fixed λ: mean over seeds")
     ax.fill_between(
         centre.index, low, high, color="0.2", alpha=0.2, linewidth=0, label="fixed λ: seed range"
     )
-    for scaling in aggregate.sorted_scalings(sweep.loc[~fixed, "scaling"]):
-        named = sweep[sweep["scaling"] == scaling]
-        centre, low, high = centre_and_range(named, column, "lambda", geometric)
-        ax.errorbar(
-            centre.index,
-            centre,
-            # A geometric mean of one seed can round to just below its min: clip at 0.
-            yerr=[(centre - low).clip(lower=0), (high - centre).clip(lower=0)],
-            color=scaling_color(scaling),
-            marker="D",
-            linestyle="",
-            capsize=3,
-            label=aggregate.scaling_label(scaling),
-        )
+    for scaling in aggregate.sorted_scalings(sweep["scaling"]):
+        if isinstance(parse_scaling(scaling), float):
+            continue
+        runs = sweep[sweep["scaling"] == scaling]
+        color, label = scaling_color(scaling), aggregate.scaling_label(scaling)
+        if is_fixed_lambda(scaling):
+            centre, _, _ = centre_and_range(runs, column, "lambda", geometric)
+            ax.plot(centre.index, centre, color=color, marker="D", linestyle="", label=label)
+        else:
+            centre, _, _ = centre_and_range(runs, column, "scaling", geometric)
+            ax.axhline(centre.iloc[0], color=color, linestyle=":", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("λ (scale of every residual branch)")
     if geometric:
@@ -434,28 +434,31 @@ def capacity_accuracy_figure(sweep):
 
 @styled
 def capacity_training_figure(sweep, history):
-    """GC through training: one line per fixed λ (geometric mean over seeds), coloured
-    by λ on a log scale; named scalings dashed, in their own colour."""
+    """GC through training of the runs that finished: one line per fixed λ (geometric
+    mean over seeds) coloured by λ on a log scale; bn and skipinit dashed in their own
+    colour. Diverged runs are left out (their GC at init is in gc_vs_lambda.csv)."""
     fig, axes = new_figure(width=8.0, height=4.0)
     ax = axes[0, 0]
-    fixed = history[history["scaling"].map(capacity.is_fixed_lambda)]
-    norm = LogNorm(fixed["lambda"].min(), fixed["lambda"].max())
+    finished = sweep.loc[sweep["status"] == "ok", "run_id"]
+    history = history[history["run_id"].isin(finished)]
+    fixed = history["scaling"].map(is_fixed_lambda)
+    norm = LogNorm(history.loc[fixed, "lambda"].min(), history.loc[fixed, "lambda"].max())
     lambda_colors = colormaps["viridis"]
-    for lam, runs in fixed.groupby("lambda"):
+    for lam, runs in history[fixed].groupby("lambda"):
         curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
         ax.plot(curve.index, curve, color=lambda_colors(norm(lam)), marker=".")
-    named = history.drop(fixed.index)
-    for scaling in aggregate.sorted_scalings(named["scaling"]):
-        runs = named[named["scaling"] == scaling]
+    for scaling, runs in history[~fixed].groupby("scaling"):
         curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        label = f"{aggregate.scaling_label(scaling)} (λ={runs['lambda'].iloc[0]:.3g})"
+        label = aggregate.scaling_label(scaling)
         ax.plot(curve.index, curve, color=scaling_color(scaling), linestyle="--", label=label)
     fig.colorbar(ScalarMappable(norm, lambda_colors), ax=ax, label="fixed λ")
     ax.set_yscale("log")
     ax.set_xlabel("epoch (0: initialisation)")
     ax.set_ylabel(GC_LABEL)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(named):
+    if (~fixed).any():
         ax.legend(loc="best", fontsize="small")
-    fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
+    n_diverged = (sweep["status"] != "ok").sum()
+    title = settings_title(sweep, SWEEP_SETTINGS)
+    fig.suptitle(f"{title}\n{n_diverged} diverged runs not shown" if n_diverged else title)
     return fig

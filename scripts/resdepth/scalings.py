@@ -4,6 +4,9 @@ import math
 
 #: Named scalings (PAPER.md §1). Any positive float is also accepted: a fixed λ.
 NAMED_SCALINGS = ("one", "inv_sqrt", "inv", "bn", "skipinit")
+#: Named scalings that are a fixed λ, set by depth alone: a plain tower like a float λ's
+#: (bn adds normalisation, skipinit learns its λ).
+FIXED_LAMBDA_NAMES = ("one", "inv_sqrt", "inv")
 
 
 def parse_scaling(scaling):
@@ -40,3 +43,9 @@ def branch_scale(scaling, depth):
         "inv": 1.0 / depth,
         "skipinit": 0.0,
     }[scaling]
+
+
+def is_fixed_lambda(scaling):
+    """True for a float λ and for the named scalings that are one (FIXED_LAMBDA_NAMES)."""
+    scaling = parse_scaling(scaling)
+    return isinstance(scaling, float) or scaling in FIXED_LAMBDA_NAMES

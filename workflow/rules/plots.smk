@@ -10,7 +10,7 @@ localrules:
     plot_training_curves,
 
 
-PLOT_LIB = lib("plots", "aggregate", "capacity", "scalings", "jobs")
+PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
 
 
 rule plot_init_norms:
