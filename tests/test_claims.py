@@ -60,6 +60,16 @@ def test_c1_verdict_follows_the_slopes(slopes, verdict):
         assert set(check.measured["slopes"]) == {"1", "2", "3"}
 
 
+def test_c1_reports_the_other_decomposition_without_testing_it():
+    slopes = pd.concat(
+        [slopes_table({1: 2.0, 2: 3.0, 3: 4.0}), slopes_table({1: 2.0, 2: 2.0}, "path")]
+    )
+    check = claims.check_c1(slopes, THRESHOLDS["C1"])
+    assert check.verdict == HOLDS
+    assert check.measured["other_decompositions"] == {"path": {"1": 2.0, "2": 2.0}}
+    assert "(path decomposition: 2.00, 2.00)" in check.summary
+
+
 # --- C2: init norms --------------------------------------------------------------------
 
 

@@ -117,7 +117,7 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
-    assert jobs == dict.fromkeys([*FIGURE_RULES, "paper", "all"], 1)
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "paper", "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == len(grid.training_runs(tiny_config()))

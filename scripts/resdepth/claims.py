@@ -102,7 +102,9 @@ def check_c1(slopes, thresholds):
     )
     if slopes is None or slopes.empty:
         return _check("C1", test, NOT_MEASURED, _missing_text("no truncation slopes"))
-    rows = slopes[(slopes["decomposition"] == decomposition) & (slopes["statistic"] == statistic)]
+    by_statistic = slopes[slopes["statistic"] == statistic]
+    mean_slopes = by_statistic.groupby(["decomposition", "order"])["slope"].mean()
+    rows = by_statistic[by_statistic["decomposition"] == decomposition]
     mean_slope = rows.groupby("order")["slope"].mean()
     missing = [k for k in orders if not math.isfinite(mean_slope.get(k, math.nan))]
     if missing:
@@ -118,8 +120,18 @@ def check_c1(slopes, thresholds):
             float(rows["fit_lambda_max"].max()),
         ],
     }
+    # The other decomposition's slopes are context, not part of the test.
+    others = {
+        other: {str(k): float(v) for k, v in mean_slopes[other].items()}
+        for other in mean_slopes.index.unique("decomposition")
+        if other != decomposition
+    }
+    measured["other_decompositions"] = others
     within = all(abs(mean_slope[k] - (k + 1)) <= tolerance for k in orders)
     summary = "; ".join(f"K={k}: slope {mean_slope[k]:.2f} (ideal {k + 1})" for k in orders)
+    for other, values in others.items():
+        summary += f" ({other} decomposition: " + ", ".join(f"{v:.2f}" for v in values.values())
+        summary += ")"
     return _check("C1", test, HOLDS if within else DOES_NOT_HOLD, summary, measured)
 
 
