@@ -29,16 +29,6 @@ def test_default_config_plans_every_grid_cell(workflow):
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny config, run once end to end; shared by the checks below."""
-    from conftest import Workflow
-
-    wf = Workflow(tmp_path_factory.mktemp("tiny"))
-    wf.run(config=tiny_config())
-    return wf
-
-
 def test_tiny_run_writes_every_run_file(finished):
     config = tiny_config()
     run_dirs = sorted(finished.path("results/runs").iterdir())
@@ -75,6 +65,8 @@ RUN_SUMMARY_RULES = (
     "accuracy_table",
     "plot_accuracy_vs_depth",
     "plot_training_curves",
+    "claims",
+    "paper",
 )
 FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curves")
 
@@ -129,8 +121,8 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
-    assert jobs.pop("plot_capacity") == 1  # the λ sweep's figures use plots.py too
-    assert jobs == dict.fromkeys([*FIGURE_RULES, "all"], 1)
+    # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "paper", "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == len(grid.training_runs(tiny_config()))
@@ -228,7 +220,9 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished):
     finally:
         source.write_text(original)  # same checksum again: the run is up to date
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
-    assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "plot_expansion": 4, "all": 1}
+    assert jobs.pop("plot_expansion") == 4
+    rules = ("expansion_tables", "expansion_truncation", "claims", "paper", "all")
+    assert jobs == dict.fromkeys(rules, 1)
     assert finished.planned_jobs(tiny_config()) == {}
 
 
