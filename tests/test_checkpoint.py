@@ -91,6 +91,21 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert_same_run(train.train_run(CELL, digits, SETTINGS, checkpoint_path=path), uninterrupted)
 
 
+def test_resumed_run_draws_the_same_hutchinson_gc_probes(digits, tmp_path, monkeypatch):
+    """The GC tracker's probe generator is checkpointed like the data's."""
+    gc = {"every": 1, "inputs": 32, "method": "hutchinson", "probes": 2, "chunk_size": 32}
+    settings = {**SETTINGS, "gc": gc}
+    uninterrupted = train.train_run(CELL, digits, settings)
+    path = tmp_path / "run.pt"
+    stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
+    with pytest.raises(checkpoint.Interrupted):
+        train.train_run(CELL, digits, settings, checkpoint_path=path)
+    monkeypatch.undo()
+    resumed = train.train_run(CELL, digits, settings, checkpoint_path=path)
+    assert [row["gc"] for row in resumed[1]] == [row["gc"] for row in uninterrupted[1]]
+    assert_same_run(resumed, uninterrupted)
+
+
 @pytest.mark.parametrize("changed", ["settings", "code"])
 def test_checkpoint_of_other_settings_or_code_is_ignored(
     digits, uninterrupted, tmp_path, monkeypatch, caplog, changed
@@ -140,7 +155,7 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
     config = tiny_config()
     config["grid"].update(depth=[4], scaling=["inv_sqrt"], epochs=[60])
     config["training"]["checkpoint_every"] = 1
-    (run_id,) = grid.training_runs(config)
+    (run_id,) = grid.grid_runs(config)
     target = f"results/runs/{run_id}/metrics.json"
     saved = workflow.path(f"results/checkpoints/{run_id}.pt")
     log = workflow.path(f"results/logs/train/{run_id}.log")

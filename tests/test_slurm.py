@@ -134,6 +134,7 @@ def preempted_workflow(slurm_cluster, tmp_path_factory):
     (`scancel --signal=TERM`) after its first checkpoint, as preemption would."""
     workflow = Workflow(tmp_path_factory.mktemp("slurm"))
     config = tiny_config()
+    del config["capacity"]  # two grid runs, nothing else to train
     config["grid"].update(depth=[4], scaling=[DIVERGES, PREEMPTED], lr=[0.05], epochs=[100])
     config["training"].update(gpu=True, checkpoint_every=1)
     runs = grid.training_runs(config)

@@ -129,14 +129,13 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
     total_steps = steps_per_epoch * cell["epochs"]
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
+    gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
     identity = {"cell": cell, "settings": settings, "arch_options": arch_options or {}}
-    checkpointer = checkpoint.Checkpointer(
-        checkpoint_path, identity, model, optimizer, [batch_order]
-    )
+    generators = [batch_order, gc.generator] if gc else [batch_order]
+    checkpointer = checkpoint.Checkpointer(checkpoint_path, identity, model, optimizer, generators)
     resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
     history, diverged_at = resumed["history"], None
     step, start = resumed["step"], time.perf_counter() - resumed["seconds"]
-    gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
     if gc and not history:  # epoch 0: the initialisation (a resumed run has it already)
         init = {"epoch": 0, "step": 0, **gc.measure(model, 0)}
         history.append({**init, "wall_time_s": time.perf_counter() - start})
