@@ -11,6 +11,11 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/expansion.smk"
 include: "workflow/rules/capacity.smk"
+include: "workflow/rules/claims.smk"
+include: "workflow/rules/paper.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -22,3 +27,5 @@ rule all:
         rules.plot_training_curves.output,
         expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
         CAPACITY_OUTPUTS,
+        rules.claims.output,
+        rules.paper.output,

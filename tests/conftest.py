@@ -76,7 +76,23 @@ class Workflow:
     def path(self, relative):
         return self.root / relative
 
+    def copy_to(self, root):
+        """A fresh workflow in ``root`` with this one's results and snakemake's records:
+        a run there leaves this one untouched."""
+        copy = Workflow(root)
+        for part in ("results", ".snakemake"):
+            shutil.copytree(self.root / part, root / part, symlinks=True)
+        return copy
+
 
 @pytest.fixture
 def workflow(tmp_path):
     return Workflow(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """The tiny config, run once end to end; shared by every test that only reads it."""
+    wf = Workflow(tmp_path_factory.mktemp("tiny"))
+    wf.run(config=tiny_config())
+    return wf

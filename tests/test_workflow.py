@@ -29,16 +29,6 @@ def test_default_config_plans_every_grid_cell(workflow):
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny config, run once end to end; shared by the checks below."""
-    from conftest import Workflow
-
-    wf = Workflow(tmp_path_factory.mktemp("tiny"))
-    wf.run(config=tiny_config())
-    return wf
-
-
 def test_tiny_run_writes_every_run_file(finished):
     config = tiny_config()
     run_dirs = sorted(finished.path("results/runs").iterdir())
@@ -75,6 +65,8 @@ RUN_SUMMARY_RULES = (
     "accuracy_table",
     "plot_accuracy_vs_depth",
     "plot_training_curves",
+    "claims",
+    "paper",
 )
 FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curves")
 
@@ -82,7 +74,11 @@ FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curv
 def test_tiny_run_writes_tables_and_figures(finished):
     config = tiny_config()
     runs = pd.read_csv(finished.path("results/runs.csv"))
-    assert sorted(runs["run_id"]) == sorted(grid.grid_runs(config))  # the λ sweep's: capacity/
+    # runs.csv holds the grid's runs; the λ sweep's runs live beside them in results/runs/.
+    assert sorted(runs["run_id"]) == sorted(grid.grid_runs(tiny_config()))
+    assert set(grid.grid_runs(tiny_config())) < {
+        p.name for p in finished.path("results/runs").iterdir()
+    }
     accuracy = pd.read_csv(finished.path("results/tables/accuracy.csv"))
     assert len(accuracy) == len(config["grid"]["depth"]) * len(config["grid"]["scaling"])
     assert (accuracy["n_seeds"] == len(config["grid"]["seed"])).all()
@@ -125,7 +121,8 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
-    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "all"], 1)
+    # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "paper", "all"], 1)
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == len(grid.training_runs(tiny_config()))
@@ -154,10 +151,12 @@ def test_tables_have_the_contracted_columns(finished):
 
 
 def ok_runs(finished):
-    """The grid's finished runs: the expansion study's subjects."""
+    """The grid's runs that trained (the expansion study covers the grid, not the λ sweep)."""
     runs = {}
     for run_id in grid.grid_runs(tiny_config()):
-        runs[run_id] = json.loads(finished.path(f"results/runs/{run_id}/metrics.json").read_text())
+        path = finished.path(f"results/runs/{run_id}/metrics.json")
+        metrics = json.loads(path.read_text())
+        runs[metrics["run_id"]] = metrics
     return {run_id: m for run_id, m in runs.items() if m["status"] == "ok"}
 
 
@@ -221,7 +220,9 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished):
     finally:
         source.write_text(original)  # same checksum again: the run is up to date
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
-    assert jobs == {"expansion_tables": 1, "expansion_truncation": 1, "plot_expansion": 4, "all": 1}
+    assert jobs.pop("plot_expansion") == 4
+    rules = ("expansion_tables", "expansion_truncation", "claims", "paper", "all")
+    assert jobs == dict.fromkeys(rules, 1)
     assert finished.planned_jobs(tiny_config()) == {}
 
 

@@ -9,7 +9,7 @@ import yaml
 from cifar_archive import write_archive
 from conftest import REPO
 
-from resdepth import cifar10
+from resdepth import cifar10, grid
 
 pytestmark = pytest.mark.workflow
 
@@ -30,11 +30,12 @@ def planned_resources(text):
 
 def test_paper_config_plans_the_full_grid_with_depth_dependent_resources(workflow):
     config = paper_config()
-    grid = config["grid"]
+    cells = config["grid"]
     result = workflow.run("--dry-run", "--configfile", "config/paper.yaml")
     text = result.stdout + result.stderr
     jobs = planned_resources(text)
-    assert len(jobs) == len(grid["depth"]) * len(grid["scaling"]) * len(grid["seed"]) == 75
+    assert len(cells["depth"]) * len(cells["scaling"]) * len(cells["seed"]) == 75
+    assert set(jobs) == set(grid.training_runs(config)) > set(grid.grid_runs(config))
     for rule in ("download_cifar10", "cifar10", "init_norms"):
         assert re.search(rf"^{rule}\s+1$", text, re.MULTILINE), rule
 

@@ -49,11 +49,23 @@ rule plot_capacity:
         lib=PLOT_LIB,
     output:
         gc_pdf="results/figures/capacity_gc_vs_lambda.pdf",
-        gc_png="results/figures/capacity_gc_vs_lambda.png",
+        gc_png=report(
+            "results/figures/capacity_gc_vs_lambda.png",
+            caption="../report/capacity_gc_vs_lambda.rst",
+            category="C4: λ as a capacity knob",
+        ),
         accuracy_pdf="results/figures/capacity_accuracy_vs_lambda.pdf",
-        accuracy_png="results/figures/capacity_accuracy_vs_lambda.png",
+        accuracy_png=report(
+            "results/figures/capacity_accuracy_vs_lambda.png",
+            caption="../report/capacity_accuracy_vs_lambda.rst",
+            category="C4: λ as a capacity knob",
+        ),
         training_pdf="results/figures/capacity_gc_over_training.pdf",
-        training_png="results/figures/capacity_gc_over_training.png",
+        training_png=report(
+            "results/figures/capacity_gc_over_training.png",
+            caption="../report/capacity_gc_over_training.rst",
+            category="C4: λ as a capacity knob",
+        ),
     log:
         "results/logs/plot_capacity.log",
     benchmark:

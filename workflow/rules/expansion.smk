@@ -104,7 +104,11 @@ rule plot_expansion:
         lib=PLOT_LIB + lib("expansion_plots"),
     output:
         pdf="results/figures/expansion_{figure}.pdf",
-        png="results/figures/expansion_{figure}.png",
+        png=report(
+            "results/figures/expansion_{figure}.png",
+            caption="../report/expansion.rst",
+            category="C1, C5: residual expansion",
+        ),
     log:
         "results/logs/plot_expansion_{figure}.log",
     benchmark:

@@ -20,7 +20,11 @@ rule plot_init_norms:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/init_norms.pdf",
-        png="results/figures/init_norms.png",
+        png=report(
+            "results/figures/init_norms.png",
+            caption="../report/init_norms.rst",
+            category="C2: explosion at initialisation",
+        ),
     log:
         "results/logs/plot_init_norms.log",
     benchmark:
@@ -38,7 +42,11 @@ rule plot_accuracy_vs_depth:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/accuracy_vs_depth.pdf",
-        png="results/figures/accuracy_vs_depth.png",
+        png=report(
+            "results/figures/accuracy_vs_depth.png",
+            caption="../report/accuracy_vs_depth.rst",
+            category="C3: training across depth",
+        ),
     log:
         "results/logs/plot_accuracy_vs_depth.log",
     benchmark:
@@ -57,7 +65,11 @@ rule plot_training_curves:
         lib=PLOT_LIB,
     output:
         pdf="results/figures/training_curves.pdf",
-        png="results/figures/training_curves.png",
+        png=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="C3: training across depth",
+        ),
     log:
         "results/logs/plot_training_curves.log",
     benchmark:

@@ -1,0 +1,75 @@
+"""The claims check, results/paper/ and the Snakemake report, on the tiny run."""
+
+import hashlib
+import json
+import re
+
+import pytest
+from conftest import tiny_config
+
+from resdepth import claims
+
+pytestmark = pytest.mark.workflow
+
+#: Every rule that draws a figure or writes a table results/paper/ copies.
+ARTIFACT_SOURCES = (
+    "plot_init_norms",
+    "plot_accuracy_vs_depth",
+    "plot_training_curves",
+    "plot_expansion",
+    "plot_capacity",
+    "accuracy_table",
+)
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_claims_files_carry_a_verdict_for_every_claim(finished):
+    document = json.loads(finished.path("results/claims.json").read_text())
+    assert [c["id"] for c in document["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    assert all(c["verdict"] in claims.VERDICTS for c in document["claims"])
+    assert document["thresholds"] == tiny_config()["claims"]
+    markdown = finished.path("results/claims.md").read_text()
+    html = finished.path("results/claims.html").read_text()
+    for check in document["claims"]:
+        assert f"| {check['id']} | {check['verdict']} |" in markdown
+        assert f"<h2>{check['id']}: {check['verdict']}</h2>" in html
+
+
+def test_paper_folder_holds_byte_copies_of_every_figure_and_table(finished):
+    paper = finished.path("results/paper")
+    figures = sorted(finished.path("results/figures").iterdir())
+    assert figures
+    for figure in figures:
+        assert (paper / figure.name).read_bytes() == figure.read_bytes()
+    for name in ("accuracy.md", "accuracy.tex"):
+        assert (paper / name).read_bytes() == finished.path(f"results/tables/{name}").read_bytes()
+    assert "<table>" in (paper / "accuracy.html").read_text()
+
+
+def test_two_builds_of_the_artifacts_give_identical_bytes(finished, tmp_path):
+    again = finished.copy_to(tmp_path)
+    again.run("--forcerun", *ARTIFACT_SOURCES, "paper", config=tiny_config())
+    assert digests(again.path("results/paper")) == digests(finished.path("results/paper"))
+
+
+def report_results(html):
+    """The results embedded in a Snakemake report: {path: record}."""
+    match = re.search(r'<script id="results">\s*var results = (.*?);\s*</script>', html, re.S)
+    assert match, "no results in the report"
+    return json.loads(match.group(1))
+
+
+def test_report_embeds_every_figure_and_table_with_a_caption(finished, tmp_path):
+    report = tmp_path / "report.html"
+    finished.run("--report", str(report), config=tiny_config())
+    results = report_results(report.read_text())
+    figures = [f"results/figures/{p.name}" for p in finished.path("results/figures").glob("*.png")]
+    expected = {*figures, "results/claims.html", "results/paper/accuracy.html"}
+    assert set(results) == expected
+    for path, record in results.items():
+        assert record["caption"].startswith("<p>"), f"{path} has no caption"
+        assert record["data_uri"].startswith("data:"), f"{path} is not embedded"
+    assert "Claim C2" in results["results/figures/init_norms.png"]["caption"]

@@ -1,0 +1,37 @@
+# Claims C1-C5 of PAPER.md checked on this run's results. A result file this config does
+# not produce (the λ sweep is optional) is not an input: its claim is then reported as not
+# measured.
+
+
+rule claims:
+    """Verdicts on claims C1-C5, computed from the results with the config's thresholds."""
+    input:
+        **(
+            {"unimodality": rules.capacity_unimodality.output[0]}
+            if CAPACITY_RUNS
+            else {}
+        ),
+        truncation_slopes=rules.expansion_truncation.output.slopes,
+        init_norms=rules.init_norms.output[0],
+        accuracy=rules.accuracy_table.output.csv,
+        orders=rules.expansion_tables.output.orders,
+        truncated_accuracy=rules.expansion_tables.output.truncated_accuracy,
+        lib=lib("claims", "aggregate", "scalings", "jobs"),
+    output:
+        json="results/claims.json",
+        md="results/claims.md",
+        html=report(
+            "results/claims.html",
+            caption="../report/claims.rst",
+            category="Claims check",
+        ),
+    log:
+        "results/logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    params:
+        thresholds=config["claims"],
+    script:
+        "../../scripts/check_claims.py"
