@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "scripts", "envs")
 
 
+#: The training settings the unit tests share (the config's `training` section, trimmed).
+TRAIN_SETTINGS = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,
+    "eval_batch_size": 1024,
+}
+
+
 def default_config():
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

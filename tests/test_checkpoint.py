@@ -11,19 +11,12 @@ import sys
 import psutil
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import TRAIN_SETTINGS, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
 from resdepth import checkpoint, data, grid, train
 
-SETTINGS = {
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 1,
-    "eval_batch_size": 1024,
-    "checkpoint_every": 1,
-}
+SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
 CELL.update(width=32, lr=0.05, epochs=3, batch_size=128)
 STEPS_PER_EPOCH = 11  # ceil(1347 digits in the train split / 128)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import TRAIN_SETTINGS
 from torch import nn
 
 from resdepth import complexity, data, models, train
@@ -130,13 +131,7 @@ def test_bad_arguments_are_rejected(kwargs, match):
 
 # --- GC through training -------------------------------------------------------------
 
-SETTINGS = {
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 1,
-    "eval_batch_size": 1024,
-}
+SETTINGS = TRAIN_SETTINGS
 GC_EVERY_2 = {"every": 2, "inputs": 64, "method": "exact", "probes": 8, "chunk_size": 256}
 
 

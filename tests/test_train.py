@@ -2,16 +2,11 @@ import math
 
 import pytest
 import torch
+from conftest import TRAIN_SETTINGS
 
 from resdepth import data, grid, train
 
-SETTINGS = {
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 1,
-    "eval_batch_size": 1024,
-}
+SETTINGS = TRAIN_SETTINGS
 
 
 @pytest.fixture(scope="module")
