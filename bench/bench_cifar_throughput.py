@@ -1,8 +1,9 @@
 """Training throughput of the conv tower on CIFAR-shaped data: our path vs a plain loop.
 
 Prints figures, asserts nothing. Ours is ``resdepth.train.train_run`` itself (uint8
-images on the device, batch crop+flip on the device, no DataLoader), in up to three
-variants: fp32; + bf16 autocast and channels_last; + torch.compile of the branches.
+images on the device, batch crop+flip on the device, no DataLoader), in up to five
+variants: fp32; bf16 autocast with channels_last; each of these with the step replayed
+as one CUDA graph (``cuda_graph``); bf16+channels_last with torch.compile of the branches.
 The reference is the textbook loop: a ``torch.utils.data.DataLoader`` over CPU tensors
 with per-sample crop+flip and normalisation, fp32 (PyTorch defaults, so cuDNN convs use
 TF32 on a GPU), NCHW, the same model, optimiser and schedule. Both run in this process,
@@ -11,7 +12,9 @@ on the same synthetic data (random uint8 images and labels), with cudnn.benchmar
 Each run trains two epochs of ``--steps`` batches and evaluates on one batch after each;
 we time the second epoch, so warm-up (cudnn autotuning, compilation) is excluded.
 MFU = achieved FLOP/s (exact matmul/conv FLOPs, resdepth.cost, training and the
-evaluation batch) / the card's dense bf16 peak.
+evaluation batch) / the card's dense bf16 peak. On a GPU, each variant also reports how
+busy the GPU is during a training step (kernel time / wall time, from the profiler): far
+below 100 % the step is bound by the host launching kernels, not by the GPU.
 
   CPU (here):  python bench/bench_cifar_throughput.py --depths 4 --width 16 --batch-size 32 \
                    --steps 100 --repeats 3
@@ -52,7 +55,9 @@ SETTINGS = {  # config/paper.yaml's training section, less what the variants set
 }
 VARIANTS = {
     "fp32": {},
+    "fp32+graph": {"cuda_graph": True},
     "bf16+cl": {"bf16": True, "channels_last": True},
+    "bf16+cl+graph": {"bf16": True, "channels_last": True, "cuda_graph": True},
     "bf16+cl+compile": {"bf16": True, "channels_last": True, "compile": True},
 }
 
@@ -134,6 +139,39 @@ def ours_epoch_seconds(cell, dataset, options, device):
     return history[1]["wall_time_s"] - history[0]["wall_time_s"]
 
 
+def gpu_busy(cell, dataset, options, device, steps=10):
+    """Kernel time / wall time of ``steps`` training steps (train.TrainStep, then the
+    optimiser step) on one fixed batch, after warm-up; wall time is taken without the
+    profiler, whose own overhead would make the host look slower."""
+    from torch.autograd import DeviceType
+
+    settings = {**SETTINGS, **options}
+    torch.manual_seed(cell["seed"])
+    model = models.build_model(
+        "conv", SHAPE, CLASSES, cell["width"], cell["depth"], cell["scaling"], stem_stride=2
+    ).to(device)
+    train.apply_speed_options(model, settings)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
+    train_step = train.TrainStep(model, settings, cell["batch_size"], device)
+    x = dataset.inputs(dataset.x_train[: cell["batch_size"]])
+    y = dataset.y_train[: cell["batch_size"]]
+
+    def run(n):
+        for _ in range(n):
+            train_step(x, y)
+            optimizer.step()
+        torch.cuda.synchronize(device)
+
+    run(5)  # autotuning, compilation, graph capture
+    start = time.perf_counter()
+    run(steps)
+    wall = time.perf_counter() - start
+    with torch.profiler.profile() as profile:
+        run(steps)
+    kernels = [e for e in profile.events() if e.device_type == DeviceType.CUDA]
+    return sum(e.device_time_total for e in kernels) / 1e6 / wall
+
+
 def bench_depth(depth, args, device):
     n_train = args.steps * args.batch_size
     x_train, y_train = synthetic(n_train, seed=1)
@@ -184,7 +222,9 @@ def bench_depth(depth, args, device):
             torch.cuda.reset_peak_memory_stats(device)
         report(f"ours {name}", partial(ours_epoch_seconds, cell, prepared, VARIANTS[name], device))
         if device.type == "cuda":
-            print(f"    peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+            memory = torch.cuda.max_memory_allocated(device) / 2**30
+            busy = gpu_busy(cell, prepared, VARIANTS[name], device)
+            print(f"    peak GPU memory {memory:.1f} GiB; GPU busy {100 * busy:.0f} % of a step")
 
 
 def main():

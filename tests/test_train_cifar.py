@@ -87,11 +87,24 @@ def test_compile_option_compiles_every_branch_into_one_shared_graph(monkeypatch)
     assert list(model.state_dict()) == list(reference[2].state_dict())
 
 
+def test_cuda_graph_option_changes_nothing_on_a_cpu():
+    run = functools.partial(train.train_run, cell(epochs=1), cifar_like(), arch_options=CONV)
+    eager, _, eager_model = run(settings=SETTINGS)
+    graphed, _, graphed_model = run(settings={**SETTINGS, "cuda_graph": True})
+    assert graphed["train_loss"] == eager["train_loss"]
+    for a, b in zip(eager_model.parameters(), graphed_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_short_cifar_job_on_the_gpu_with_every_speed_option():
+@needs_cuda
+@pytest.mark.parametrize("speed", ["compile", "cuda_graph"])
+def test_short_cifar_job_on_the_gpu_with_speed_options(speed):
     device = torch.device("cuda")
-    options = {**SETTINGS, **FAST, "compile": True}
+    options = {**SETTINGS, **FAST, speed: True}
     dataset = cifar_like(n_train=2048, n_test=512, device=device)
     metrics, history, model = train.train_run(
         cell(depth=8, width=32, batch_size=128, epochs=2, lr=0.005), dataset, options, CONV, device
@@ -100,3 +113,26 @@ def test_short_cifar_job_on_the_gpu_with_every_speed_option():
     assert metrics["test_acc"] > 0.5
     assert metrics["device"] == torch.cuda.get_device_name(device)
     assert next(model.parameters()).is_cuda
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("scaling", ["inv_sqrt", "bn", "skipinit"])
+def test_cuda_graph_trains_like_the_eager_loop(scaling, monkeypatch):
+    """Same losses, weights and BN statistics: the warm-up passes leave no trace, replays
+    overwrite (not accumulate) the gradients, and the short last batch runs eagerly."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # fp32 on both sides
+    device = torch.device("cuda")
+    dataset = cifar_like(n_train=300, n_test=100, device=device)  # 4 batches of 64, then 44
+    run = cell(depth=4, width=16, batch_size=64, epochs=2, scaling=scaling)
+    eager, eager_history, eager_model = train.train_run(run, dataset, SETTINGS, CONV, device)
+    graphed, graphed_history, graphed_model = train.train_run(
+        run, dataset, {**SETTINGS, "cuda_graph": True}, CONV, device
+    )
+    assert graphed["status"] == eager["status"] == "ok"
+    for a, b in zip(eager_history, graphed_history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
+    expected = eager_model.state_dict()
+    for name, value in graphed_model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -6,10 +6,11 @@ derive from it). A non-finite loss is a result, not a crash: the run stops and i
 recorded as diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
-(autocast), ``channels_last`` (the memory layout tensor cores want for convolutions) and
+(autocast), ``channels_last`` (the memory layout tensor cores want for convolutions),
 ``compile`` (``torch.compile`` of each residual branch: the branches are identical, so
 one compiled graph serves all of them, where compiling a 1000-branch model whole would
-take minutes). Data sets that ask for it are augmented on the device, batch at once.
+take minutes) and ``cuda_graph`` (each step's forward and backward replayed as one CUDA
+graph, see ``TrainStep``). Data sets that ask for it are augmented on the device, batch at once.
 An interrupted run resumes from its checkpoint and ends exactly as if never stopped
 (checkpoint.py).
 """
@@ -60,8 +61,13 @@ def lr_at(step, total_steps, warmup_steps, base_lr):
 
 
 def precision(device, settings):
-    """The autocast context of every forward pass: bf16 if the config asks for it."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=settings.get("bf16", False))
+    """The autocast context of every forward pass: bf16 if the config asks for it.
+
+    No cast cache: each weight is cast once per forward anyway, and CUDA-graph capture
+    cannot hold one.
+    """
+    bf16 = settings.get("bf16", False)
+    return torch.autocast(device.type, torch.bfloat16, enabled=bf16, cache_enabled=False)
 
 
 def apply_speed_options(model, settings):
@@ -75,6 +81,68 @@ def apply_speed_options(model, settings):
         for branch in model.tower.branches:
             branch.forward = torch.compile(branch.forward)
     return model
+
+
+def forward_backward(model, inputs, y, settings):
+    """Loss of one batch, with its gradients added to the parameters' ``.grad``; returns
+    the detached (loss, logits)."""
+    with precision(inputs.device, settings):
+        logits = model(inputs)
+    loss = F.cross_entropy(logits.float(), y)
+    loss.backward()
+    return loss.detach(), logits.detach()
+
+
+class TrainStep:
+    """Gradients of one batch, computed eagerly or, with ``cuda_graph``, by a CUDA graph.
+
+    Why a graph: at width 64 a residual module is a handful of small kernels, and a deep
+    tower spends its step launching them one by one from Python. With ``cuda_graph`` (on
+    a CUDA device; elsewhere it does nothing) the first batch of ``batch_size`` is
+    captured once and every later one is a single replay. The optimiser step stays eager:
+    its learning rate changes every step. A replay overwrites the gradient tensors that
+    the graph owns, so they are never set to None; a batch of another size (an epoch's
+    last) runs eagerly into those same tensors, zeroed first.
+    """
+
+    WARMUP_PASSES = 3  # eager passes before capture: cuDNN autotuning, lazy allocations
+
+    def __init__(self, model, settings, batch_size, device):
+        self.model, self.settings, self.batch_size = model, settings, batch_size
+        self.use_graph = settings.get("cuda_graph", False) and device.type == "cuda"
+        self.graph = None
+
+    def __call__(self, inputs, y):
+        """(loss, logits) of the batch, its gradients in the parameters' ``.grad``."""
+        if self.use_graph and self.graph is None and len(y) == self.batch_size:
+            self.capture(inputs, y)
+        if self.graph is not None and len(y) == self.batch_size:
+            self.inputs.copy_(inputs)
+            self.y.copy_(y)
+            self.graph.replay()
+            return self.loss, self.logits
+        self.model.zero_grad(set_to_none=self.graph is None)  # keep the graph's tensors
+        return forward_backward(self.model, inputs, y, self.settings)
+
+    def capture(self, inputs, y):
+        self.inputs, self.y = inputs.clone(), y.clone()
+        buffers = [b.clone() for b in self.model.buffers()]  # BN statistics, counters
+        side = torch.cuda.Stream()  # warm-up off the default stream, as capture requires
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP_PASSES):
+                self.model.zero_grad(set_to_none=True)
+                forward_backward(self.model, self.inputs, self.y, self.settings)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():  # the warm-up passes must leave no trace in the run
+            for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        self.model.zero_grad(set_to_none=True)  # capture allocates the graph's gradients
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss, self.logits = forward_backward(
+                self.model, self.inputs, self.y, self.settings
+            )
 
 
 @torch.no_grad()
@@ -125,6 +193,7 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
     batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
 
     n_train, batch_size = len(data.y_train), cell["batch_size"]
+    train_step = TrainStep(model, settings, batch_size, device)
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = steps_per_epoch * cell["epochs"]
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
@@ -155,13 +224,9 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
                 x = random_crop_flip(x, batch_order)  # one seeded stream for the data
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
-            with precision(device, settings):
-                logits = model(data.inputs(x))
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, logits = train_step(data.inputs(x), y)
             optimizer.step()
-            losses[i] = loss.detach()
+            losses[i] = loss
             correct += (logits.argmax(1) == y).sum()
             step += 1
             if checkpoint.stop_requested():
