@@ -89,21 +89,23 @@ def reference_loop(cell, dataset, settings):
 def time_throughput(depth, epochs, repeats=3):
     torch.set_num_threads(1)
     settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["training"]
+    settings["gc"] = None  # GC tracking is extra work the reference loop does not do
     dataset = data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
     cell = dict(dataset="digits", arch="mlp", depth=depth, scaling="inv_sqrt", seed=0)
     cell.update(width=64, lr=0.05, epochs=epochs, batch_size=128)
     samples = len(dataset.y_train) * epochs
 
-    def best_of(fn):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+    def seconds(fn):
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
 
-    ours = samples / best_of(lambda: train.train_run(cell, dataset, settings))
-    ref = samples / best_of(lambda: reference_loop(cell, dataset, settings))
+    # Alternated, best of each: a shared machine's speed drifts between runs.
+    ours_times, ref_times = [], []
+    for _ in range(repeats):
+        ours_times.append(seconds(lambda: train.train_run(cell, dataset, settings)))
+        ref_times.append(seconds(lambda: reference_loop(cell, dataset, settings)))
+    ours, ref = samples / min(ours_times), samples / min(ref_times)
     steps = math.ceil(len(dataset.y_train) / cell["batch_size"]) * epochs
     print(f"training throughput, MLP depth {depth}, width 64, {steps} steps, 1 thread:")
     print(f"  ours      {ours:9.0f} samples/s")
