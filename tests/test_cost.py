@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -56,3 +59,30 @@ def test_cpu_jobs_reserve_their_activations():
     gpu, cpu, cpu_bn = resources(100), resources(100, "cpu"), resources(100, "cpu", "bn")
     assert cpu["mem_mb"] > gpu["mem_mb"] + 1000
     assert cpu_bn["mem_mb"] > cpu["mem_mb"]
+
+
+H200_LOG = Path(__file__).parents[1] / "docs/measurements/h200/cifar_throughput.log"
+
+
+def measured_fp32_rates():
+    """{depth: images/s} of our fp32 path (what paper.yaml trains) in the committed log."""
+    rates, depth = {}, None
+    for line in H200_LOG.read_text().splitlines():
+        if match := re.match(r"depth (\d+), width 64, batch 128", line):
+            depth = int(match.group(1))
+        elif match := re.match(r"\s+ours fp32\s+(\d+) img/s", line):
+            rates[depth] = int(match.group(1))
+    return rates
+
+
+def test_gpu_runtime_estimate_covers_the_measured_speed_with_a_margin():
+    """A job whose runtime is too short is killed at its time limit on a cluster."""
+    rates = measured_fp32_rates()
+    assert sorted(rates) == [100, 1000]
+    data = cost.DATASETS["cifar10"]
+    for depth, rate in rates.items():
+        # Evaluation is a forward pass: a third of a training image's work.
+        seconds_per_epoch = (data["n_train"] + data["n_test"] / 3) / rate
+        measured_minutes = 30 * seconds_per_epoch / 60
+        estimate = resources(depth)["runtime"] - cost.STARTUP_MIN
+        assert estimate >= 1.1 * measured_minutes, (depth, estimate, measured_minutes)

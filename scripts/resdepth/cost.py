@@ -18,13 +18,15 @@ DATASETS = {
 }
 
 #: Assumed speeds for runtime estimates. Deliberately slow: a job that overruns its
-#: runtime is killed by the scheduler, one that finishes early only wasted part of a
-#: reservation. Sustained FLOP/s: GPU 5 % of an H100's bf16 dense peak
-#: (bench/bench_cifar_throughput.py measures the real figure), CPU per thread in fp32.
-#: On top, each residual branch costs a fixed time per step to launch its kernels
-#: (Python, dispatcher, autograd); at width 64 that is of the order of its compute.
+#: runtime is killed by the scheduler (and resumes from its checkpoint on a retry), one
+#: that finishes early only wasted part of a reservation. Two terms, added up: the FLOPs
+#: at a sustained rate (GPU: 5 % of an H100's bf16 dense peak; CPU: fp32 per thread), and
+#: a fixed time per residual branch and step to launch its kernels (Python, dispatcher,
+#: autograd). On a GPU at width 64 the launches dominate: an H200 took 0.57-0.71 ms per
+#: branch and step of 128 images, fp32 (docs/measurements/h200/cifar_throughput.log;
+#: tests/test_cost.py checks the estimate against that log).
 SUSTAINED_FLOPS = {"gpu": 50e12, "cpu_thread": 5e9}
-BRANCH_STEP_OVERHEAD_S = {"gpu": 1e-4, "cpu_thread": 1e-3}
+BRANCH_STEP_OVERHEAD_S = {"gpu": 7e-4, "cpu_thread": 1e-3}
 STARTUP_MIN = 3  # interpreter, torch/CUDA start, data load, cudnn autotuning
 HOST_BASE_MB = 1500  # torch (+ CUDA context) before any tensor
 
