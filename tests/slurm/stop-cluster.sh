@@ -2,7 +2,10 @@
 # Stop the cluster that start-cluster.sh started from STATE_DIR: exactly the daemons whose
 # PIDs it recorded in STATE_DIR/pids, in reverse start order; only the named ones when
 # daemon names follow STATE_DIR. State is kept, so a later start-cluster.sh resumes with the
-# same accounting database and job ids.
+# same accounting database and job ids. Once slurmctld is down, the /etc/slurm/slurm.conf
+# link that start-cluster.sh made goes too: with it, every SLURM client command waits ~9 s
+# for the stopped controller, and so does every snakemake call (its SLURM plugin runs
+# `scontrol show config` when it is loaded); without it they fail at once.
 #
 #   tests/slurm/stop-cluster.sh [STATE_DIR [DAEMON...]]
 #   (STATE_DIR default: $RESDEPTH_SLURM_DIR or /tmp/resdepth-slurm)
@@ -53,3 +56,9 @@ for daemon in "${ALL_DAEMONS[@]}"; do
         stop "$daemon"
     fi
 done
+
+link=/etc/slurm/slurm.conf
+if ! recorded_pid slurmctld >/dev/null && [[ $(readlink "$link") == "$STATE/etc/slurm.conf" ]]; then
+    rm -f "$link"
+    log "removed $link"
+fi
