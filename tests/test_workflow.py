@@ -116,8 +116,9 @@ def edit(path):
     os.utime(path, (later, later))
 
 
-def test_plotting_change_redraws_only_figures_and_model_change_retrains(workflow, tmp_path):
-    workflow.run(config=tiny_config())
+def test_plotting_change_redraws_only_figures_and_model_change_retrains(finished, tmp_path):
+    workflow = finished.copy_to(tmp_path)  # edits here leave the shared run untouched
+    assert workflow.planned_jobs(tiny_config()) == {}
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
