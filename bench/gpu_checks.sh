@@ -10,7 +10,7 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$out/gpu.txt"
-wanted=" ${*:-gpu_test cifar_throughput expansion complexity} "
+wanted=" ${*:-gpu_test cifar_throughput gpu_busy expansion complexity} "
 step() { # name, seconds, command...
   local name=$1 secs=$2; shift 2
   [[ $wanted == *" $name "* ]] || return 0
@@ -19,5 +19,6 @@ step() { # name, seconds, command...
 }
 step gpu_test 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_train_cifar.py
 step cifar_throughput 360 python3 bench/bench_cifar_throughput.py
+step gpu_busy 120 python3 bench/bench_cifar_throughput.py --busy
 step expansion 80 python3 bench/bench_expansion.py --device cuda
 step complexity 80 python3 bench/bench_complexity.py --device cuda
