@@ -117,6 +117,22 @@ def test_checkpoint_of_other_settings_or_code_is_ignored(
     assert_same_run(rerun, uninterrupted)
 
 
+def test_checkpoint_resumes_under_other_execution_settings(
+    digits, uninterrupted, tmp_path, monkeypatch, caplog
+):
+    """Checkpoint cadence, GPU request and CUDA graphs do not change what a run computes."""
+    path = tmp_path / "run.pt"
+    stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
+    with pytest.raises(checkpoint.Interrupted):
+        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+    monkeypatch.undo()
+    execution = {"checkpoint_every": 5, "gpu": True, "cuda_graph": True}
+    with caplog.at_level("INFO", logger="resdepth.checkpoint"):
+        resumed = train.train_run(CELL, digits, {**SETTINGS, **execution}, checkpoint_path=path)
+    assert "resumed from" in caplog.text and "ignoring checkpoint" not in caplog.text
+    assert_same_run(resumed, uninterrupted)
+
+
 def test_unreadable_checkpoint_is_named(digits, tmp_path):
     path = tmp_path / "run.pt"
     path.write_bytes(b"not a checkpoint")

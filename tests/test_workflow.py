@@ -124,10 +124,24 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(finished
     assert jobs.pop("plot_expansion") == 4
     # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures
     assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "paper", "all"], 1)
+    # Imported by training only through train.py: still part of every training job's code.
+    edit(workflow.path("scripts/resdepth/complexity.py"))
+    jobs = workflow.planned_jobs(tiny_config())
+    assert jobs["train"] == len(grid.training_runs(tiny_config()))
+    assert "init_norms" not in jobs
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs["train"] == len(grid.training_runs(tiny_config()))
     assert jobs["init_norms"] == 1 and "digits" not in jobs
+
+
+def test_execution_settings_rerun_nothing_and_result_settings_retrain(finished):
+    execution = tiny_config()
+    execution["training"].update(checkpoint_every=3, gpu=True, cuda_graph=True)
+    assert finished.planned_jobs(execution) == {}
+    result = tiny_config()
+    result["training"]["momentum"] = 0.8
+    assert finished.planned_jobs(result)["train"] == len(grid.training_runs(result))
 
 
 # The expansion rules (claims C1, C5) in the tiny end-to-end run.

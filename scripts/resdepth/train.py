@@ -27,6 +27,7 @@ from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
 from resdepth.scalings import branch_scale
+from resdepth.settings import result_settings
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,11 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
     gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
-    identity = {"cell": cell, "settings": settings, "arch_options": arch_options or {}}
+    identity = {
+        "cell": cell,
+        "settings": result_settings(settings),  # a checkpoint outlives a change of the rest
+        "arch_options": arch_options or {},
+    }
     generators = [batch_order, gc.generator] if gc else [batch_order]
     checkpointer = checkpoint.Checkpointer(checkpoint_path, identity, model, optimizer, generators)
     resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint

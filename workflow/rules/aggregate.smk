@@ -13,7 +13,7 @@ rule aggregate_runs:
     """Every run's metrics.json as one row of runs.csv."""
     input:
         metrics=run_files("metrics.json", GRID_RUNS),
-        lib=lib("aggregate", "scalings", "jobs"),
+        lib=lib("aggregate_runs"),
     output:
         "results/runs.csv",
     log:
@@ -30,7 +30,7 @@ rule accuracy_table:
     """Claim C3 (the paper's Table 1): test accuracy over seeds, scaling x depth."""
     input:
         runs="results/runs.csv",
-        lib=lib("aggregate", "scalings", "jobs"),
+        lib=lib("accuracy_table"),
     output:
         csv="results/tables/accuracy.csv",
         md="results/tables/accuracy.md",

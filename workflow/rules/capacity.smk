@@ -2,7 +2,6 @@
 # train); these rules only read them back.
 
 CAPACITY_RUNS = grid.capacity_runs(config)
-CAPACITY_LIB = lib("capacity", "scalings", "jobs")
 
 
 rule capacity_tables:
@@ -10,7 +9,7 @@ rule capacity_tables:
     input:
         metrics=run_files("metrics.json", CAPACITY_RUNS),
         histories=run_files("history.csv", CAPACITY_RUNS),
-        lib=CAPACITY_LIB,
+        lib=lib("capacity_tables"),
     output:
         sweep="results/capacity/gc_vs_lambda.csv",
         history="results/capacity/gc_history.csv",
@@ -28,7 +27,7 @@ rule capacity_unimodality:
     """Is GC(λ) unimodal? The documented test, per seed and for the seed mean."""
     input:
         sweep=rules.capacity_tables.output.sweep,
-        lib=CAPACITY_LIB,
+        lib=lib("capacity_unimodality"),
     output:
         "results/capacity/unimodality.json",
     log:
@@ -46,7 +45,7 @@ rule plot_capacity:
     input:
         sweep=rules.capacity_tables.output.sweep,
         history=rules.capacity_tables.output.history,
-        lib=PLOT_LIB,
+        lib=lib("plot_capacity"),
     output:
         gc_pdf="results/figures/capacity_gc_vs_lambda.pdf",
         gc_png=report(

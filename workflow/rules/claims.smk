@@ -16,7 +16,7 @@ rule claims:
         accuracy=rules.accuracy_table.output.csv,
         orders=rules.expansion_tables.output.orders,
         truncated_accuracy=rules.expansion_tables.output.truncated_accuracy,
-        lib=lib("claims", "aggregate", "scalings", "jobs"),
+        lib=lib("check_claims"),
     output:
         json="results/claims.json",
         md="results/claims.md",

@@ -15,7 +15,7 @@ if not config:
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, grid
+from resdepth import cifar10, deps, grid, settings
 
 TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
 GRID_RUNS = grid.grid_runs(config)
@@ -31,9 +31,11 @@ def per_run_files(pattern, runs):
     return [pattern.format(run_id=run_id) for run_id in runs]
 
 
-def lib(*names):
-    """Library modules a job imports, as inputs: editing one reruns exactly its jobs."""
-    return [f"scripts/resdepth/{name}.py" for name in names]
+def lib(script):
+    """The library modules that ``scripts/<script>.py`` imports, directly or not, as
+    inputs: editing one reruns exactly the jobs whose code it is part of."""
+    source = f"{workflow.basedir}/scripts/{script}.py"
+    return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
 
 
 def train_resources(wildcards, attempt=1):

@@ -7,7 +7,7 @@ localrules:
 rule digits:
     """scikit-learn's bundled 8x8 digits: stratified split, standardised, as tensors."""
     input:
-        lib("data"),
+        lib("prepare_digits"),
     output:
         tensors="results/data/digits.pt",
         manifest="results/data/digits.json",
@@ -25,7 +25,8 @@ rule digits:
 
 rule download_cifar10:
     """The official CIFAR-10 archive, when the config names none: checksummed, renamed
-    into place only when complete."""
+    into place only when complete. No code inputs: the archive is what its checksum
+    says, whichever code fetched it."""
     output:
         "resources/cifar-10-python.tar.gz",
     log:
@@ -44,7 +45,7 @@ rule cifar10:
         archive=lambda w: cifar10.archive_to_read(
             config["datasets"]["cifar10"], rules.download_cifar10.output[0]
         ),
-        code=lib("data", "cifar10"),
+        code=lib("prepare_cifar10"),
     output:
         tensors="results/data/cifar10.pt",
         manifest="results/data/cifar10.json",

@@ -3,9 +3,6 @@
 # per_run_files and lib come from common.smk.
 
 EXPANSION = config["expansion"]
-EXPANSION_LIB = lib(
-    "models", "scalings", "data", "jobs", "expansion", "expansion_study"
-)
 EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 
 
@@ -15,7 +12,7 @@ rule expansion_run:
         data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
         metrics="results/runs/{run_id}/metrics.json",
         model="results/runs/{run_id}/model.pt",
-        code=EXPANSION_LIB + lib("train"),
+        code=lib("expansion_run"),
     output:
         **{
             name: f"results/expansion/runs/{{run_id}}/{name}.csv"
@@ -49,7 +46,7 @@ rule expansion_tables:
             )
             for name in EXPANSION_TABLES
         },
-        code=lib("expansion_study"),
+        code=lib("expansion_tables"),
     output:
         **{name: f"results/expansion/{name}.csv" for name in EXPANSION_TABLES},
     log:
@@ -66,7 +63,7 @@ rule expansion_truncation:
     """Claim C1: order-K truncation error of fresh towers vs λ, with fitted slopes."""
     input:
         data=f"results/data/{EXPANSION['truncation']['dataset']}.pt",
-        code=EXPANSION_LIB,
+        code=lib("expansion_truncation"),
     output:
         rows="results/expansion/truncation.csv",
         slopes="results/expansion/truncation_slopes.csv",
@@ -101,7 +98,7 @@ rule plot_expansion:
     """Claims C1, C5: one expansion figure (truncation, orders, truncated_accuracy, lesion)."""
     input:
         unpack(lambda w: EXPANSION_FIGURES[w.figure]),
-        lib=PLOT_LIB + lib("expansion_plots"),
+        lib=lib("plot_expansion"),
     output:
         pdf="results/figures/expansion_{figure}.pdf",
         png=report(

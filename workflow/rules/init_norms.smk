@@ -2,7 +2,7 @@ rule init_norms:
     """Claim C2: output norm of untrained towers vs depth, per scaling."""
     input:
         data=f"results/data/{config['init_norms']['dataset']}.pt",
-        code=lib("models", "scalings", "data", "explosion", "jobs"),
+        code=lib("init_norms"),
     output:
         "results/init_norms.csv",
     log:

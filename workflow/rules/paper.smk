@@ -18,7 +18,7 @@ rule paper:
         figures=FIGURES,
         tables=[rules.accuracy_table.output.md, rules.accuracy_table.output.tex],
         runs=rules.aggregate_runs.output[0],
-        lib=lib("paper", "aggregate", "scalings", "jobs"),
+        lib=lib("paper_artifacts"),
     output:
         figures=[f.replace("results/figures/", "results/paper/") for f in FIGURES],
         tables=["results/paper/accuracy.md", "results/paper/accuracy.tex"],

@@ -10,14 +10,11 @@ localrules:
     plot_training_curves,
 
 
-PLOT_LIB = lib("plots", "aggregate", "scalings", "jobs")
-
-
 rule plot_init_norms:
     """Claim C2: init output norm vs depth per scaling."""
     input:
         norms="results/init_norms.csv",
-        lib=PLOT_LIB,
+        lib=lib("plot_init_norms"),
     output:
         pdf="results/figures/init_norms.pdf",
         png=report(
@@ -39,7 +36,7 @@ rule plot_accuracy_vs_depth:
     """Claim C3: final test accuracy vs depth per scaling."""
     input:
         runs="results/runs.csv",
-        lib=PLOT_LIB,
+        lib=lib("plot_accuracy_vs_depth"),
     output:
         pdf="results/figures/accuracy_vs_depth.pdf",
         png=report(
@@ -62,7 +59,7 @@ rule plot_training_curves:
     input:
         runs="results/runs.csv",
         histories=run_files("history.csv", GRID_RUNS),
-        lib=PLOT_LIB,
+        lib=lib("plot_training_curves"),
     output:
         pdf="results/figures/training_curves.pdf",
         png=report(

@@ -2,7 +2,7 @@ rule train:
     """Train one grid cell; a diverged run is recorded, not failed."""
     input:
         data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
-        code=lib("models", "scalings", "data", "augment", "train", "checkpoint", "jobs"),
+        code=lib("train_run"),
     output:
         metrics="results/runs/{run_id}/metrics.json",
         history="results/runs/{run_id}/history.csv",
@@ -23,7 +23,7 @@ rule train:
         gpu=lambda w: train_resources(w)["gpu"],
     params:
         cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
-        training=config["training"],
+        training=settings.result_settings(config["training"]),
         arch_options=lambda w: config["arch_options"].get(
             grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
         ),
