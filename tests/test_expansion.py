@@ -13,30 +13,9 @@ WIDTH = 5  # features (mlp) or channels (conv)
 
 
 def make_branch(kind):
-    """The branch shapes the models use, built here so the tests do not depend on them."""
-    w = WIDTH
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(w, w), nn.ReLU(), nn.Linear(w, w))
-    if kind == "conv":
-        return nn.Sequential(
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1)
-        )
-    if kind == "mlp_bn":
-        return nn.Sequential(
-            nn.Linear(w, w, bias=False),
-            nn.BatchNorm1d(w),
-            nn.ReLU(),
-            nn.Linear(w, w, bias=False),
-            nn.BatchNorm1d(w),
-        )
-    return nn.Sequential(  # conv_bn: pre-activation BN-ReLU-conv-BN-ReLU-conv
-        nn.BatchNorm2d(w),
-        nn.ReLU(),
-        nn.Conv2d(w, w, 3, padding=1, bias=False),
-        nn.BatchNorm2d(w),
-        nn.ReLU(),
-        nn.Conv2d(w, w, 3, padding=1, bias=False),
-    )
+    """The branch the models build for ``kind`` (``_bn``: the BatchNorm variant)."""
+    builder = models.conv_branch if kind.startswith("conv") else models.mlp_branch
+    return builder(WIDTH, batchnorm=kind.endswith("_bn"))
 
 
 def random_tower(kind, depth, scaling=0.3, seed=0):
