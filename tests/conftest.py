@@ -1,5 +1,7 @@
-"""Shared fixtures: a temporary copy of the workflow that real snakemake runs in."""
+"""Shared fixtures: the digits data set, torch on one thread, a watch on the optimiser,
+and a temporary copy of the workflow that real snakemake runs in."""
 
+import contextlib
 import copy
 import re
 import shutil
@@ -22,6 +24,47 @@ TRAIN_SETTINGS = {
     "warmup_epochs": 1,
     "eval_batch_size": 1024,
 }
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The digits data set as the default config prepares it (read-only: tests share it)."""
+    from resdepth import data
+
+    return data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests (bit-for-bit comparisons between runs),
+    restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def optimizer_hooks(before=None, after=None):
+    """Call ``before(optimizer)`` and ``after(optimizer)`` around every optimiser step taken
+    inside the block: tests watch what the training loop does, not how it is written."""
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    handles = []
+    if before:
+        handles.append(register_optimizer_step_pre_hook(lambda opt, *_: before(opt)))
+    if after:
+        handles.append(register_optimizer_step_post_hook(lambda opt, *_: after(opt)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def default_config():
