@@ -11,10 +11,10 @@ import sys
 import psutil
 import pytest
 import torch
-from conftest import TRAIN_SETTINGS, tiny_config
+from conftest import TRAIN_SETTINGS, optimizer_hooks, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, data, grid, train
+from resdepth import checkpoint, grid, train
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -22,14 +22,11 @@ CELL.update(width=32, lr=0.05, epochs=3, batch_size=128)
 STEPS_PER_EPOCH = 11  # ceil(1347 digits in the train split / 128)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+pytestmark = pytest.mark.usefixtures("one_thread")  # every run bit for bit like the others
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(digits):
-    torch.set_num_threads(1)
+def uninterrupted(digits, one_thread):
     return train.train_run(CELL, digits, SETTINGS)
 
 
@@ -97,6 +94,27 @@ def test_resumed_run_draws_the_same_hutchinson_gc_probes(digits, tmp_path, monke
     resumed = train.train_run(CELL, digits, settings, checkpoint_path=path)
     assert [row["gc"] for row in resumed[1]] == [row["gc"] for row in uninterrupted[1]]
     assert_same_run(resumed, uninterrupted)
+
+
+def test_resumed_run_continues_the_global_random_stream(digits, tmp_path, monkeypatch):
+    """Training that draws from torch's global generator (here a draw after every step, as
+    dropout would) resumes its stream where it stopped, not where the model's init left it."""
+    draws = []
+
+    def train_drawing(**kwargs):
+        with optimizer_hooks(after=lambda optimizer: draws.append(torch.rand(()).item())):
+            return train.train_run(CELL, digits, SETTINGS, **kwargs)
+
+    train_drawing()
+    uninterrupted, draws = draws, []
+    path = tmp_path / "run.pt"
+    stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
+    with pytest.raises(checkpoint.Interrupted):
+        train_drawing(checkpoint_path=path)
+    monkeypatch.undo()
+    train_drawing(checkpoint_path=path)
+    assert len(uninterrupted) == 3 * STEPS_PER_EPOCH
+    assert draws == uninterrupted
 
 
 @pytest.mark.parametrize("changed", ["settings", "code"])

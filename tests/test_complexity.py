@@ -3,7 +3,7 @@ import torch
 from conftest import TRAIN_SETTINGS
 from torch import nn
 
-from resdepth import complexity, data, models, train
+from resdepth import complexity, models, train
 from resdepth.complexity import geometric_complexity
 
 
@@ -54,6 +54,23 @@ def test_hutchinson_agrees_with_exact_within_three_standard_errors():
     assert estimate.stderr > 0
     assert estimate.stderr < 0.2 * exact.value  # the error bar itself is informative
     assert abs(estimate.value - exact.value) < 3 * estimate.stderr
+
+
+def test_hutchinson_standard_error_matches_its_closed_form():
+    """A linear map has the same Jacobian W at every input, and ||Wᵀv||² = vᵀ(WWᵀ)v has
+    variance 2·tr((WWᵀ)²) for v ~ N(0, I): N inputs × P probes are N·P independent draws,
+    so the standard error of their mean is sqrt(2·tr((WWᵀ)²) / (N·P)). The estimate's
+    sample variances over 4000 inputs pin it to a few percent; a factor √P or √N is far off."""
+    torch.manual_seed(0)
+    linear = nn.Linear(7, 3).double()
+    n_inputs, probes = 4000, 4
+    x = torch.randn(n_inputs, 7, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    estimate = geometric_complexity(linear, x, "hutchinson", probes=probes, generator=generator)
+    gram = linear.weight @ linear.weight.T
+    stderr = (2 * (gram @ gram).trace() / (n_inputs * probes)).sqrt().item()
+    assert estimate.stderr == pytest.approx(stderr, rel=0.05)
+    assert abs(estimate.value - linear.weight.pow(2).sum().item()) < 4 * stderr
 
 
 def test_hutchinson_is_reproducible_with_a_generator():
@@ -133,11 +150,6 @@ def test_bad_arguments_are_rejected(kwargs, match):
 
 SETTINGS = TRAIN_SETTINGS
 GC_EVERY_2 = {"every": 2, "inputs": 64, "method": "exact", "probes": 8, "chunk_size": 256}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
 
 
 def digits_cell(**overrides):

@@ -19,6 +19,17 @@ def test_digits_split_is_deterministic_and_stratified():
     assert (train_share - test_share).abs().max() < 0.01
 
 
+def test_digits_test_images_are_not_in_the_training_set():
+    """The 1797 digits images are pairwise distinct, and standardising is one injective
+    map for both splits: the splits must share no image and together hold all of them."""
+    t = data.digits_tensors(0.25, split_seed=0)
+    train = {image.numpy().tobytes() for image in t["x_train"]}
+    test = {image.numpy().tobytes() for image in t["x_test"]}
+    assert len(train) == len(t["x_train"]) and len(test) == len(t["x_test"])
+    assert not train & test
+    assert len(train | test) == 1797
+
+
 def test_digits_standardised_with_train_statistics():
     t = data.digits_tensors(0.25, split_seed=0)
     flat = t["x_train"].reshape(len(t["x_train"]), -1)

@@ -17,6 +17,8 @@ SETTINGS = {
 FAST = {"bf16": True, "channels_last": True}
 CONV = {"stem_stride": 2}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def colour_classes(n, seed, device="cpu"):
     """CIFAR-shaped uint8 images whose class sets their mean colour: learnable in seconds."""
@@ -40,11 +42,6 @@ def cell(**overrides):
     base = dict(dataset="cifar10", arch="conv", depth=3, scaling="inv_sqrt", seed=0)
     base.update(width=8, lr=0.02, epochs=3, batch_size=32)
     return {**base, **overrides}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
 
 
 def test_conv_with_augmentation_and_bf16_learns_on_cpu():

@@ -25,10 +25,16 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     history = pd.read_csv(run / "history.csv")
     weights = torch.load(run / "model.pt", weights_only=True)
 
-    torch.set_num_threads(config["training"]["threads"])
     cell = grid.training_runs(config)[run_id]
     dataset = data.load_prepared(workflow.path(f"results/data/{cell['dataset']}.pt"))
-    expected_metrics, expected_history, model = train.train_run(cell, dataset, config["training"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config["training"]["threads"])
+    try:
+        expected_metrics, expected_history, model = train.train_run(
+            cell, dataset, config["training"]
+        )
+    finally:
+        torch.set_num_threads(threads)
     expected_metrics = {"run_id": run_id, **expected_metrics}
     assert {**metrics, "wall_time_s": None} == {**expected_metrics, "wall_time_s": None}
     # As the job writes it: a column a row has no value in (GC not measured) is empty.
