@@ -67,6 +67,21 @@ def optimizer_hooks(before=None, after=None):
             handle.remove()
 
 
+def stored_scales(model, scaling, depth):
+    """The tower's λ_l, checked to be ``branch_scale`` rounded to the (at least float32)
+    dtype the model stores it in: the values a float64 reference must use."""
+    import torch
+
+    from resdepth import scalings
+
+    stored = model.tower.scales().detach().clone()
+    assert torch.finfo(stored.dtype).eps <= torch.finfo(torch.float32).eps
+    if scaling != "skipinit":
+        lam = torch.full_like(stored, scalings.branch_scale(scaling, depth))
+        assert torch.equal(stored, lam)
+    return stored.double()
+
+
 def default_config():
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

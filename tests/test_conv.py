@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import stored_scales
 
 from resdepth import augment, models, scalings
 
@@ -7,17 +8,17 @@ from resdepth import augment, models, scalings
 @pytest.mark.parametrize("scaling", scalings.NAMED_SCALINGS + (0.2,))
 def test_conv_tower_forward_equals_explicit_loop(scaling):
     torch.manual_seed(0)
-    model = models.build_model("conv", (3, 8, 8), 10, 6, 4, scaling, stem_stride=2).double()
+    model = models.build_model("conv", (3, 8, 8), 10, 6, 4, scaling, stem_stride=2)
     if scaling == "skipinit":  # make the check non-trivial
         with torch.no_grad():
             model.tower.alpha.copy_(torch.linspace(0.1, 0.4, 4))
-    model.eval()
+    lams = stored_scales(model, scaling, 4)
+    model.double().eval()
     x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
     h = model.stem(x)
-    for i, branch in enumerate(model.tower.branches):
-        scale = model.tower.alpha[i] if scaling == "skipinit" else scalings.branch_scale(scaling, 4)
-        h = h + scale * branch(h)
-    torch.testing.assert_close(model(x), model.head(h))
+    for lam, branch in zip(lams, model.tower.branches, strict=True):
+        h = h + lam * branch(h)
+    torch.testing.assert_close(model(x), model.head(h), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("stride, side", [(1, 32), (2, 16), (4, 8), (8, 4)])
