@@ -177,17 +177,17 @@ def test_stop_signals_are_recorded_only_inside_the_block(sig):
     assert checkpoint.stop_requested() is None
 
 
-@pytest.mark.workflow
-def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workflow):
-    config = tiny_config()
-    config["grid"].update(depth=[4], scaling=["inv_sqrt"], epochs=[60])
-    config["training"]["checkpoint_every"] = 1
-    (run_id,) = grid.grid_runs(config)
-    target = f"results/runs/{run_id}/metrics.json"
+def sigterm_mid_training(workflow, config, run_id):
+    """Run the train job of ``run_id``; once it has saved a checkpoint, freeze its trainer
+    (SIGSTOP) and read its log. If a whole epoch of steps is still ahead of it, every one
+    followed by a stop check, a SIGTERM sent now lands inside the training loop: send it,
+    thaw the trainer, return the job's exit code. Otherwise (the trainer is about to
+    finish, or has) let it run to the end and return None."""
+    epochs = config["grid"]["epochs"][0]
     saved = workflow.path(f"results/checkpoints/{run_id}.pt")
     log = workflow.path(f"results/logs/train/{run_id}.log")
-
-    command = [sys.executable, "-m", "snakemake", "--cores", "1", target]
+    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    command += [f"results/runs/{run_id}/metrics.json"]
     command += ["--configfile", str(workflow.write_config(config))]
     job = subprocess.Popen(
         ["timeout", "-k", "10", "300", *command],
@@ -196,20 +196,55 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(saved.exists, "the first checkpoint", 120)
-        processes = psutil.Process(job.pid).children(recursive=True)
-        (trainer,) = [p for p in processes if "train_run" in p.cmdline()[-1]]
-        trainer.send_signal(signal.SIGTERM)
+        wait_for(lambda: saved.exists() or job.poll() is not None, "the first checkpoint", 120)
+        trainers = [p for p in psutil.Process(job.pid).children(recursive=True) if is_trainer(p)]
+        try:
+            (trainer,) = trainers
+            trainer.suspend()
+        except (ValueError, psutil.NoSuchProcess):  # gone already: it finished
+            job.wait(timeout=120)
+            return None
+        logged = [int(e) for e in re.findall(r"epoch (\d+)/", log.read_text())]
+        in_time = max(logged, default=0) <= epochs - 2  # epoch `epochs` not begun
+        if in_time:
+            trainer.send_signal(signal.SIGTERM)
+        trainer.resume()
         returncode = job.wait(timeout=120)
+        return returncode if in_time else None
     finally:  # on a failed check, do not leave snakemake running
         if job.poll() is None:
             job.terminate()
             job.wait(timeout=60)
+
+
+def is_trainer(process):
+    try:
+        return "train_run" in process.cmdline()[-1]
+    except (psutil.NoSuchProcess, IndexError):
+        return False
+
+
+@pytest.mark.workflow
+def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workflow):
+    config = tiny_config()
+    config["grid"].update(depth=[4], scaling=["inv_sqrt"])
+    config["training"]["checkpoint_every"] = 1
+    for epochs in (60, 240, 960):  # longer runs only when training outran the signal
+        config["grid"]["epochs"] = [epochs]
+        (run_id,) = grid.grid_runs(config)
+        returncode = sigterm_mid_training(workflow, config, run_id)
+        if returncode is not None:
+            break
+    else:
+        pytest.fail("every training run finished before the test could signal it")
+    target = workflow.path(f"results/runs/{run_id}/metrics.json")
+    saved = workflow.path(f"results/checkpoints/{run_id}.pt")
+    log = workflow.path(f"results/logs/train/{run_id}.log")
     assert returncode not in (0, 124, 137)  # failed, not timed out
-    assert not workflow.path(target).exists() and saved.exists()
+    assert not target.exists() and saved.exists()
     assert "Interrupted: stopped by SIGTERM" in log.read_text()
 
-    workflow.run(target, config=config)
+    workflow.run(str(target.relative_to(workflow.root)), config=config)
     assert re.search(r"resumed from \S+ \(saved on SIGTERM\) at epoch", log.read_text())
     assert not saved.exists()
     assert_matches_uninterrupted_run(workflow, config, run_id)
