@@ -26,6 +26,14 @@ def run_id(cell):
     )
 
 
+def branch_lambda(scaling, depth):
+    """λ of a scaling at a depth as PAPER.md defines it (SkipInit: its α at init, 0)."""
+    if isinstance(scaling, float):
+        return scaling
+    named = {"one": 1.0, "bn": 1.0, "inv_sqrt": depth**-0.5, "inv": 1.0 / depth, "skipinit": 0.0}
+    return named[scaling]
+
+
 def write_run(root, depth, scaling, seed, test_acc=0.9, status="ok", diverged_epoch=2, **settings):
     """Write runs/<run_id>/{metrics.json,history.csv} under ``root``; return metrics' path.
 
@@ -53,7 +61,7 @@ def write_run(root, depth, scaling, seed, test_acc=0.9, status="ok", diverged_ep
     metrics = {
         "run_id": folder.name,
         **cell,
-        "lambda": 1.0 / depth,
+        "lambda": branch_lambda(scaling, depth),
         "status": status,
         "diverged_epoch": None if ok else diverged_epoch,
         "diverged_step": None if ok else 14 * diverged_epoch - 7,
