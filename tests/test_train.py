@@ -88,7 +88,7 @@ def closed_form_lr(step, base_lr, epochs, warmup_epochs):
 def recorded_run(digits):
     """A tiny run with weight decay strong enough to see in every step, and a warm-up of
     more than one epoch (so that epochs and steps cannot be confused), every step recorded."""
-    settings = {**SETTINGS, "weight_decay": 0.01, "warmup_epochs": 1.5}
+    settings = {**SETTINGS, "weight_decay": 0.01, "warmup_epochs": 2}
     steps, _ = optimizer_steps(lambda: train.train_run(tiny_cell(), digits, settings))
     return settings, steps
 
