@@ -204,11 +204,13 @@ def sigterm_mid_training(workflow, config, run_id):
         except (ValueError, psutil.NoSuchProcess):  # gone already: it finished
             job.wait(timeout=120)
             return None
-        logged = [int(e) for e in re.findall(r"epoch (\d+)/", log.read_text())]
-        in_time = max(logged, default=0) <= epochs - 2  # epoch `epochs` not begun
-        if in_time:
-            trainer.send_signal(signal.SIGTERM)
-        trainer.resume()
+        try:
+            logged = [int(e) for e in re.findall(r"epoch (\d+)/", log.read_text())]
+            in_time = max(logged, default=0) <= epochs - 2  # epoch `epochs` not begun
+            if in_time:
+                trainer.send_signal(signal.SIGTERM)
+        finally:
+            trainer.resume()
         returncode = job.wait(timeout=120)
         return returncode if in_time else None
     finally:  # on a failed check, do not leave snakemake running
@@ -218,6 +220,7 @@ def sigterm_mid_training(workflow, config, run_id):
 
 
 def is_trainer(process):
+    """Whether ``process`` runs the train rule's script (False once it has exited)."""
     try:
         return "train_run" in process.cmdline()[-1]
     except (psutil.NoSuchProcess, IndexError):
