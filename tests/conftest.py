@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from runtime_only import runtime_only_env
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "scripts", "envs")
@@ -45,8 +46,9 @@ def tiny_config():
 class Workflow:
     """A copy of the repository's workflow in ``root``, driven by real snakemake."""
 
-    def __init__(self, root):
+    def __init__(self, root, env=None):
         self.root = root
+        self.env = env  # the child processes' environment (None: this one's)
         for part in WORKFLOW_PARTS:
             source = REPO / part
             if source.is_dir():
@@ -63,7 +65,9 @@ class Workflow:
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
         if config is not None:
             cmd += ["--configfile", str(self.write_config(config))]
-        result = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
@@ -89,7 +93,7 @@ class Workflow:
     def copy_to(self, root):
         """A fresh workflow in ``root`` with this one's results and snakemake's records:
         a run there leaves this one untouched."""
-        copy = Workflow(root)
+        copy = Workflow(root, self.env)
         for part in ("results", ".snakemake"):
             shutil.copytree(self.root / part, root / part, symlinks=True)
         return copy
@@ -102,7 +106,9 @@ def workflow(tmp_path):
 
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """The tiny config, run once end to end; shared by every test that only reads it."""
-    wf = Workflow(tmp_path_factory.mktemp("tiny"))
+    """The tiny config, run once end to end on what the runtime install can import (see
+    runtime_only.py); shared by every test that only reads it."""
+    env = runtime_only_env(tmp_path_factory.mktemp("runtime-only"))
+    wf = Workflow(tmp_path_factory.mktemp("tiny"), env)
     wf.run(config=tiny_config())
     return wf
