@@ -5,17 +5,22 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The embedded default, unless --configfile names a complete config of its own:
-# merging the two would silently fill a user config's missing keys from the default.
-if not config:
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from resdepth import cifar10, config_layers, deps, grid, settings
+
+# The embedded default, unless --configfile names complete configs of their own: merging
+# them into the default would silently fill a user config's missing keys from it.
+if not workflow.config_settings.configfiles:
 
     configfile: "config/config.yaml"
 
 
+# Rebuilt from its layers (resdepth/config_layers.py): Snakemake merges --config before
+# the default is loaded, and hands nested --config values over as strings.
+config.update(
+    config_layers.layered_config(workflow.configfiles, workflow.config_settings.config)
+)
 validate(config, "../schemas/config.schema.yaml")
-
-sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, deps, grid, settings
 
 TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
 GRID_RUNS = grid.grid_runs(config)
