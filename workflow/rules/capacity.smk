@@ -4,6 +4,14 @@
 CAPACITY_RUNS = grid.capacity_runs(config)
 
 
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    capacity_tables,
+    capacity_unimodality,
+    plot_capacity,
+
+
 rule capacity_tables:
     """The sweep's runs: final/peak GC, accuracy and loss per run; GC over training."""
     input:

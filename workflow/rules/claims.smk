@@ -3,6 +3,11 @@
 # measured.
 
 
+# Seconds of work: on a cluster, run it where Snakemake runs instead of submitting it.
+localrules:
+    claims,
+
+
 rule claims:
     """Verdicts on claims C1-C5, computed from the results with the config's thresholds."""
     input:

@@ -2,6 +2,8 @@
 # where Snakemake runs instead of submitting it.
 localrules:
     digits,
+    download_cifar10,
+    cifar10,
 
 
 rule digits:

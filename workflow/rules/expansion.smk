@@ -6,6 +6,13 @@ EXPANSION = config["expansion"]
 EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 
 
+# Submitted on a cluster: expansion_run and expansion_truncation (forward passes through
+# whole towers). Seconds of work each, run where Snakemake runs:
+localrules:
+    expansion_tables,
+    plot_expansion,
+
+
 rule expansion_run:
     """Per-order norms (init and trained), truncated-ensemble accuracy and lesions of one run."""
     input:

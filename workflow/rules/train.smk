@@ -1,3 +1,7 @@
+# Submitted on a cluster (the compute), like init_norms, expansion_run and
+# expansion_truncation; every other rule is a `localrules:` (tests/test_localrules.py).
+
+
 rule train:
     """Train one grid cell; a diverged run is recorded, not failed."""
     input:
