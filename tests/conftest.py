@@ -12,7 +12,9 @@ import yaml
 from runtime_only import runtime_only_env
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "scripts", "envs")
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", ".test", "scripts", "envs")
+#: The smoke-test config every pipeline test runs (a minute or two on a laptop).
+TINY_CONFIG = ".test/config/config.yaml"
 
 
 #: The training settings the unit tests share (the config's `training` section, trimmed).
@@ -30,17 +32,9 @@ def default_config():
 
 
 def tiny_config():
-    """The default config shrunk to seconds: two shallow depths, two scalings, one seed,
-    a 3-λ sweep."""
-    config = default_config()
-    config["grid"].update(depth=[2, 3], scaling=["one", "inv"], seed=[0], epochs=[2])
-    config["init_norms"].update(depth=[1, 10], scaling=["one", "inv"], seed=[0])
-    config["expansion"]["truncation"].update(depth=4, seeds=[0], lambda_steps=5)
-    config["training"]["gc"].update(inputs=64)
-    # λ sweep at a depth of the grid: its `inv` run is the grid's, the 3 fixed λ are new.
-    config["capacity"].update(depth=3, epochs=2, seed=[0], scaling=["inv"])
-    config["capacity"].update(lambda_min=0.1, lambda_max=1.0, lambda_count=3)
-    return config
+    """The smoke-test config (.test/config/config.yaml): two shallow depths, two
+    scalings, one seed, a 3-λ sweep whose `inv` run is the grid's."""
+    return yaml.safe_load((REPO / TINY_CONFIG).read_text())
 
 
 class Workflow:
@@ -110,5 +104,5 @@ def finished(tmp_path_factory):
     runtime_only.py); shared by every test that only reads it."""
     env = runtime_only_env(tmp_path_factory.mktemp("runtime-only"))
     wf = Workflow(tmp_path_factory.mktemp("tiny"), env)
-    wf.run(config=tiny_config())
+    wf.run("--configfile", TINY_CONFIG)  # the README's smoke test
     return wf

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Workflow
+from conftest import TINY_CONFIG, Workflow
 from runtime_only import runtime_only_env
 
 
@@ -32,7 +32,7 @@ def test_runtime_env_refuses_dev_tools_and_allows_the_pins(runtime_env):
 def test_report_builds_on_the_runtime_install(finished, runtime_env, tmp_path):
     report = tmp_path / "report.html"
     finished.env = runtime_env
-    finished.run("--report", str(report), "--configfile", "config/test.yaml")
+    finished.run("--report", str(report), "--configfile", TINY_CONFIG)
     assert report.stat().st_size > 0
 
 
