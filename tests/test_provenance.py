@@ -41,6 +41,13 @@ def test_flattened_record_has_one_key_per_leaf():
     }
 
 
+def installed_version():
+    try:
+        return provenance.metadata.version("resdepth")  # after `pip install -e .`
+    except provenance.metadata.PackageNotFoundError:
+        return None
+
+
 @pytest.mark.workflow
 def test_every_run_records_its_provenance(finished):
     config = tiny_config()
@@ -51,7 +58,8 @@ def test_every_run_records_its_provenance(finished):
         assert record["training"] == config["training"], run_id  # execution settings too
         assert record["arch_options"] == config["arch_options"]["mlp"]
         assert record["torch"] == torch.__version__ and record["cuda"] == torch.version.cuda
-        assert record["code_version"] is None  # the tests' copy is not a git checkout
+        # The tests' copy is not a git checkout: the installed package's version, if any.
+        assert record["code_version"] == installed_version()
         assert len(record["code_sha256"]) == 64
     assert (runs["provenance.torch"] == torch.__version__).all()
     assert (runs["provenance.training.momentum"] == config["training"]["momentum"]).all()
