@@ -16,7 +16,7 @@ localrules:
 rule expansion_run:
     """Per-order norms (init and trained), truncated-ensemble accuracy and lesions of one run."""
     input:
-        data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
+        data=run_data,
         metrics="results/runs/{run_id}/metrics.json",
         model="results/runs/{run_id}/model.pt",
         code=lib("expansion_run"),
@@ -35,11 +35,9 @@ rule expansion_run:
         "../../envs/resdepth.yaml"
     threads: EXPANSION["threads"]
     params:
-        cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
+        cell=run_cell,
         settings=EXPANSION,
-        arch_options=lambda w: config["arch_options"].get(
-            grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
-        ),
+        arch_options=run_arch_options,
     script:
         "../../scripts/expansion_run.py"
 
@@ -104,7 +102,7 @@ EXPANSION_FIGURES = {
 rule plot_expansion:
     """Claims C1, C5: one expansion figure (truncation, orders, truncated_accuracy, lesion)."""
     input:
-        unpack(lambda w: EXPANSION_FIGURES[w.figure]),
+        unpack(expansion_figure_tables),
         lib=lib("plot_expansion"),
     output:
         pdf="results/figures/expansion_{figure}.pdf",

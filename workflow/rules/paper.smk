@@ -7,6 +7,7 @@
 localrules:
     paper,
 
+
 #: Every figure the pipeline draws (PDF and PNG), as the plotting rules write them.
 FIGURES = [
     *rules.plot_init_norms.output,
