@@ -29,6 +29,7 @@ rule claims:
             "results/claims.html",
             caption="../report/claims.rst",
             category="Claims check",
+            labels={"kind": "table", "shows": "verdicts on claims C1-C5"},
         ),
     log:
         "results/logs/claims.log",

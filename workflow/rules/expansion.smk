@@ -110,6 +110,7 @@ rule plot_expansion:
             "results/figures/expansion_{figure}.png",
             caption="../report/expansion.rst",
             category="C1, C5: residual expansion",
+            labels={"kind": "figure", "shows": "expansion: {figure}"},
         ),
     log:
         "results/logs/plot_expansion_{figure}.log",

@@ -32,6 +32,10 @@ rule paper:
             "results/paper/accuracy.html",
             caption="../report/accuracy_table.rst",
             category="C3: training across depth",
+            labels={
+                "kind": "table",
+                "shows": "test accuracy, scaling x depth (Table 1)",
+            },
         ),
     log:
         "results/logs/paper.log",
