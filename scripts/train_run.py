@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from resdepth import checkpoint, data, jobs, train
+from resdepth import checkpoint, data, jobs, provenance, train
 
 jobs.log_to(snakemake.log[0])
 # The result-defining settings are params (they decide what is stale); the rest of the
@@ -26,7 +26,13 @@ with checkpoint.signals_request_stop():
         device,
         checkpoint_path=snakemake.params.checkpoint,
     )
-metrics = {"run_id": snakemake.wildcards.run_id, **metrics}
+metrics = {
+    "run_id": snakemake.wildcards.run_id,
+    **metrics,
+    "provenance": provenance.provenance(
+        settings, snakemake.params.arch_options, snakemake.params.augment
+    ),
+}
 jobs.save_weights(model, snakemake.output.model)
 jobs.write_csv(history, snakemake.output.history, train.HISTORY_COLUMNS)
 jobs.write_json(metrics, snakemake.output.metrics)

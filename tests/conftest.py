@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from runtime_only import runtime_only_env
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "scripts", "envs")
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", ".test", "scripts", "envs")
+#: The smoke-test config every pipeline test runs (a minute or two on a laptop).
+TINY_CONFIG = ".test/config/config.yaml"
 
 
 #: The training settings the unit tests share (the config's `training` section, trimmed).
@@ -87,24 +90,17 @@ def default_config():
 
 
 def tiny_config():
-    """The default config shrunk to seconds: two shallow depths, two scalings, one seed,
-    a 3-λ sweep."""
-    config = default_config()
-    config["grid"].update(depth=[2, 3], scaling=["one", "inv"], seed=[0], epochs=[2])
-    config["init_norms"].update(depth=[1, 10], scaling=["one", "inv"], seed=[0])
-    config["expansion"]["truncation"].update(depth=4, seeds=[0], lambda_steps=5)
-    config["training"]["gc"].update(inputs=64)
-    # λ sweep at a depth of the grid: its `inv` run is the grid's, the 3 fixed λ are new.
-    config["capacity"].update(depth=3, epochs=2, seed=[0], scaling=["inv"])
-    config["capacity"].update(lambda_min=0.1, lambda_max=1.0, lambda_count=3)
-    return config
+    """The smoke-test config (.test/config/config.yaml): two shallow depths, two
+    scalings, one seed, a 3-λ sweep whose `inv` run is the grid's."""
+    return yaml.safe_load((REPO / TINY_CONFIG).read_text())
 
 
 class Workflow:
     """A copy of the repository's workflow in ``root``, driven by real snakemake."""
 
-    def __init__(self, root):
+    def __init__(self, root, env=None):
         self.root = root
+        self.env = env  # the child processes' environment (None: this one's)
         for part in WORKFLOW_PARTS:
             source = REPO / part
             if source.is_dir():
@@ -121,7 +117,9 @@ class Workflow:
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
         if config is not None:
             cmd += ["--configfile", str(self.write_config(config))]
-        result = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
@@ -147,7 +145,7 @@ class Workflow:
     def copy_to(self, root):
         """A fresh workflow in ``root`` with this one's results and snakemake's records:
         a run there leaves this one untouched."""
-        copy = Workflow(root)
+        copy = Workflow(root, self.env)
         for part in ("results", ".snakemake"):
             shutil.copytree(self.root / part, root / part, symlinks=True)
         return copy
@@ -160,7 +158,9 @@ def workflow(tmp_path):
 
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """The tiny config, run once end to end; shared by every test that only reads it."""
-    wf = Workflow(tmp_path_factory.mktemp("tiny"))
-    wf.run(config=tiny_config())
+    """The tiny config, run once end to end on what the runtime install can import (see
+    runtime_only.py); shared by every test that only reads it."""
+    env = runtime_only_env(tmp_path_factory.mktemp("runtime-only"))
+    wf = Workflow(tmp_path_factory.mktemp("tiny"), env)
+    wf.run("--configfile", TINY_CONFIG)  # the README's smoke test
     return wf

@@ -106,7 +106,8 @@ def sort_runs(frame):
 def load_runs(metrics_paths):
     """Read metrics.json files into one DataFrame, one row per run, sorted.
 
-    Contract keys come first in contract order; any extra keys follow. A missing key,
+    Contract keys come first in contract order; any extra keys follow, a nested object
+    (``provenance``) as one column per leaf (``provenance.training.lr``). A missing key,
     an unknown status, an ok run without accuracy or a repeated run id is an error
     naming the file.
     """
@@ -115,7 +116,7 @@ def load_runs(metrics_paths):
     records, extra_keys = [], []
     for path in metrics_paths:
         with open(path) as f:
-            record = json.load(f)
+            record = flattened(json.load(f))
         missing = [key for key in RUN_COLUMNS if key not in record]
         if missing:
             raise ValueError(f"{path}: missing keys {', '.join(missing)}")
@@ -133,6 +134,17 @@ def load_runs(metrics_paths):
         raise ValueError(f"run id {repeated.iloc[0]!r} appears in more than one metrics.json")
     runs["scaling"] = runs["scaling"].map(scaling_name)
     return sort_runs(runs)
+
+
+def flattened(record, prefix=""):
+    """``record`` with its nested objects' leaves as dotted keys, e.g. ``provenance.torch``."""
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat.update(flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def read_runs_csv(path):

@@ -47,6 +47,16 @@ STATEMENTS = {
     "the orders ≤ K?",
 }
 
+#: The figure each verdict rests on, relative to results/claims.{md,html} (the plotting
+#: rules draw them); both documents link it under the claim's heading when measured.
+FIGURES = {
+    "C1": "figures/expansion_truncation.png",
+    "C2": "figures/init_norms.png",
+    "C3": "figures/accuracy_vs_depth.png",
+    "C4": "figures/capacity_gc_vs_lambda.png",
+    "C5": "figures/expansion_truncated_accuracy.png",
+}
+
 #: The three unnormalised scalings C2 and C3 compare.
 UNNORMALISED = ("one", "inv_sqrt", "inv")
 
@@ -452,7 +462,8 @@ INTRODUCTION = (
 
 def _blocks(checks):
     """The claims document as blocks both writers render: ``("title", text)``,
-    ``("heading", text)``, ``("paragraph", label, text)``, ``("table", header, rows)``."""
+    ``("heading", text)``, ``("figure", path)``, ``("paragraph", label, text)``,
+    ``("table", header, rows)``."""
     blocks = [
         ("title", "Claims check"),
         ("paragraph", "", INTRODUCTION),
@@ -461,6 +472,7 @@ def _blocks(checks):
     for c in checks:
         blocks += [
             ("heading", f"{c.id}: {c.verdict}"),
+            *([("figure", FIGURES[c.id])] if c.verdict != NOT_MEASURED else []),
             ("paragraph", "", c.statement),
             ("paragraph", "Test.", c.test),
             (
@@ -496,6 +508,8 @@ def claims_markdown(checks):
             lines += [f"# {content[0]}", ""]
         elif kind == "heading":
             lines += [f"## {content[0]}", ""]
+        elif kind == "figure":
+            lines += [f"*Figure:* [{content[0]}]({content[0]})", ""]
         elif kind == "paragraph":
             label, text = content
             lines += [f"*{label}* {text}" if label else text, ""]
@@ -526,6 +540,9 @@ def claims_html(checks):
             parts.append(f"<h1>{escape(content[0])}</h1>")
         elif kind == "heading":
             parts.append(f"<h2>{escape(content[0])}</h2>")
+        elif kind == "figure":
+            path = escape(content[0])
+            parts.append(f'<p><em>Figure:</em> <a href="{path}">{path}</a></p>')
         elif kind == "paragraph":
             label, text = content
             label = f"<em>{escape(label)}</em> " if label else ""

@@ -4,6 +4,14 @@
 CAPACITY_RUNS = grid.capacity_runs(config)
 
 
+# Seconds of work each: on a cluster, run them where Snakemake runs instead of
+# submitting them.
+localrules:
+    capacity_tables,
+    capacity_unimodality,
+    plot_capacity,
+
+
 rule capacity_tables:
     """The sweep's runs: final/peak GC, accuracy and loss per run; GC over training."""
     input:
@@ -52,18 +60,24 @@ rule plot_capacity:
             "results/figures/capacity_gc_vs_lambda.png",
             caption="../report/capacity_gc_vs_lambda.rst",
             category="C4: λ as a capacity knob",
+            labels={"kind": "figure", "shows": "geometric complexity vs λ"},
         ),
         accuracy_pdf="results/figures/capacity_accuracy_vs_lambda.pdf",
         accuracy_png=report(
             "results/figures/capacity_accuracy_vs_lambda.png",
             caption="../report/capacity_accuracy_vs_lambda.rst",
             category="C4: λ as a capacity knob",
+            labels={"kind": "figure", "shows": "test accuracy vs λ"},
         ),
         training_pdf="results/figures/capacity_gc_over_training.pdf",
         training_png=report(
             "results/figures/capacity_gc_over_training.png",
             caption="../report/capacity_gc_over_training.rst",
             category="C4: λ as a capacity knob",
+            labels={
+                "kind": "figure",
+                "shows": "geometric complexity through training",
+            },
         ),
     log:
         "results/logs/plot_capacity.log",

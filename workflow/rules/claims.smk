@@ -3,6 +3,11 @@
 # measured.
 
 
+# Seconds of work: on a cluster, run it where Snakemake runs instead of submitting it.
+localrules:
+    claims,
+
+
 rule claims:
     """Verdicts on claims C1-C5, computed from the results with the config's thresholds."""
     input:
@@ -24,6 +29,7 @@ rule claims:
             "results/claims.html",
             caption="../report/claims.rst",
             category="Claims check",
+            labels={"kind": "table", "shows": "verdicts on claims C1-C5"},
         ),
     log:
         "results/logs/claims.log",

@@ -5,17 +5,22 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The embedded default, unless --configfile names a complete config of its own:
-# merging the two would silently fill a user config's missing keys from the default.
-if not config:
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from resdepth import cifar10, config_layers, deps, grid, settings
+
+# The embedded default, unless --configfile names complete configs of their own: merging
+# them into the default would silently fill a user config's missing keys from it.
+if not workflow.config_settings.configfiles:
 
     configfile: "config/config.yaml"
 
 
+# Rebuilt from its layers (resdepth/config_layers.py): Snakemake merges --config before
+# the default is loaded, and hands nested --config values over as strings.
+config.update(
+    config_layers.layered_config(workflow.configfiles, workflow.config_settings.config)
+)
 validate(config, "../schemas/config.schema.yaml")
-
-sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, deps, grid, settings
 
 TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
 GRID_RUNS = grid.grid_runs(config)
@@ -38,7 +43,52 @@ def lib(script):
     return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
 
 
-def train_resources(wildcards, attempt=1):
-    """Scheduler resources of the training job of a run id (see grid.train_resources)."""
-    cell = grid.cell_for(TRAIN_RUNS, wildcards.run_id)
-    return grid.train_resources(cell, config, attempt)
+# Input and param functions of the per-run rules (train, expansion_run): each looks the
+# run's grid cell up from its `run_id` wildcard.
+
+
+def run_cell(wildcards):
+    """The grid cell (dataset, arch, depth, scaling, seed, ...) of the run."""
+    return grid.cell_for(TRAIN_RUNS, wildcards.run_id)
+
+
+def run_data(wildcards):
+    """The prepared data set the run trains and is evaluated on."""
+    return f"results/data/{run_cell(wildcards)['dataset']}.pt"
+
+
+def run_arch_options(wildcards):
+    """The config's options of the run's architecture."""
+    return config["arch_options"].get(run_cell(wildcards)["arch"], {})
+
+
+def run_augment(wildcards):
+    """Whether the run's data set is augmented in training."""
+    return config["datasets"][run_cell(wildcards)["dataset"]].get("augment", False)
+
+
+def train_resource(name):
+    """The function giving a training job's scheduler resource ``name`` (``mem_mb``,
+    ``runtime`` or ``gpu``; estimated by grid.train_resources, per attempt)."""
+
+    def resource(wildcards, attempt):
+        return grid.train_resources(run_cell(wildcards), config, attempt)[name]
+
+    return resource
+
+
+def cifar10_archive(wildcards):
+    """The archive to read: the config's `datasets.cifar10.archive`, else the download."""
+    return cifar10.archive_to_read(
+        config["datasets"]["cifar10"], rules.download_cifar10.output[0]
+    )
+
+
+def cifar10_test_archive_md5(wildcards):
+    """The MD5 a test archive declares in the config (None for the official archive)."""
+    return config["datasets"]["cifar10"].get("test_archive_md5")
+
+
+def expansion_figure_tables(wildcards):
+    """The tables an expansion figure is drawn from, by name."""
+    return EXPANSION_FIGURES[wildcards.figure]

@@ -2,6 +2,8 @@
 # where Snakemake runs instead of submitting it.
 localrules:
     digits,
+    download_cifar10,
+    cifar10,
 
 
 rule digits:
@@ -42,9 +44,7 @@ rule download_cifar10:
 rule cifar10:
     """CIFAR-10 from the official archive: uint8 images, labels, train-split channel stats."""
     input:
-        archive=lambda w: cifar10.archive_to_read(
-            config["datasets"]["cifar10"], rules.download_cifar10.output[0]
-        ),
+        archive=cifar10_archive,
         code=lib("prepare_cifar10"),
     output:
         tensors="results/data/cifar10.pt",
@@ -58,6 +58,6 @@ rule cifar10:
     resources:
         mem_mb=2000,
     params:
-        test_archive_md5=lambda w: config["datasets"]["cifar10"].get("test_archive_md5"),
+        test_archive_md5=cifar10_test_archive_md5,
     script:
         "../../scripts/prepare_cifar10.py"

@@ -6,10 +6,17 @@ EXPANSION = config["expansion"]
 EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 
 
+# Submitted on a cluster: expansion_run and expansion_truncation (forward passes through
+# whole towers). Seconds of work each, run where Snakemake runs:
+localrules:
+    expansion_tables,
+    plot_expansion,
+
+
 rule expansion_run:
     """Per-order norms (init and trained), truncated-ensemble accuracy and lesions of one run."""
     input:
-        data=lambda w: f"results/data/{grid.cell_for(TRAIN_RUNS, w.run_id)['dataset']}.pt",
+        data=run_data,
         metrics="results/runs/{run_id}/metrics.json",
         model="results/runs/{run_id}/model.pt",
         code=lib("expansion_run"),
@@ -28,11 +35,9 @@ rule expansion_run:
         "../../envs/resdepth.yaml"
     threads: EXPANSION["threads"]
     params:
-        cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
+        cell=run_cell,
         settings=EXPANSION,
-        arch_options=lambda w: config["arch_options"].get(
-            grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
-        ),
+        arch_options=run_arch_options,
     script:
         "../../scripts/expansion_run.py"
 
@@ -97,7 +102,7 @@ EXPANSION_FIGURES = {
 rule plot_expansion:
     """Claims C1, C5: one expansion figure (truncation, orders, truncated_accuracy, lesion)."""
     input:
-        unpack(lambda w: EXPANSION_FIGURES[w.figure]),
+        unpack(expansion_figure_tables),
         lib=lib("plot_expansion"),
     output:
         pdf="results/figures/expansion_{figure}.pdf",
@@ -105,6 +110,7 @@ rule plot_expansion:
             "results/figures/expansion_{figure}.png",
             caption="../report/expansion.rst",
             category="C1, C5: residual expansion",
+            labels={"kind": "figure", "shows": "expansion: {figure}"},
         ),
     log:
         "results/logs/plot_expansion_{figure}.log",

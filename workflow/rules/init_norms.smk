@@ -1,3 +1,6 @@
+# Submitted on a cluster: forward passes through towers up to the sweep's deepest.
+
+
 rule init_norms:
     """Claim C2: output norm of untrained towers vs depth, per scaling."""
     input:

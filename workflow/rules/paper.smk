@@ -2,6 +2,12 @@
 # results/paper/. Figures and the LaTeX/Markdown table are byte copies of the plotting and
 # aggregation rules' outputs, so each has one source; the table's HTML page is made here.
 
+
+# File copies: on a cluster, run it where Snakemake runs instead of submitting it.
+localrules:
+    paper,
+
+
 #: Every figure the pipeline draws (PDF and PNG), as the plotting rules write them.
 FIGURES = [
     *rules.plot_init_norms.output,
@@ -26,6 +32,10 @@ rule paper:
             "results/paper/accuracy.html",
             caption="../report/accuracy_table.rst",
             category="C3: training across depth",
+            labels={
+                "kind": "table",
+                "shows": "test accuracy, scaling x depth (Table 1)",
+            },
         ),
     log:
         "results/logs/paper.log",

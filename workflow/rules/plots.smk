@@ -21,6 +21,10 @@ rule plot_init_norms:
             "results/figures/init_norms.png",
             caption="../report/init_norms.rst",
             category="C2: explosion at initialisation",
+            labels={
+                "kind": "figure",
+                "shows": "output norm at initialisation vs depth",
+            },
         ),
     log:
         "results/logs/plot_init_norms.log",
@@ -43,6 +47,7 @@ rule plot_accuracy_vs_depth:
             "results/figures/accuracy_vs_depth.png",
             caption="../report/accuracy_vs_depth.rst",
             category="C3: training across depth",
+            labels={"kind": "figure", "shows": "test accuracy vs depth"},
         ),
     log:
         "results/logs/plot_accuracy_vs_depth.log",
@@ -66,6 +71,10 @@ rule plot_training_curves:
             "results/figures/training_curves.png",
             caption="../report/training_curves.rst",
             category="C3: training across depth",
+            labels={
+                "kind": "figure",
+                "shows": "test accuracy and train loss per epoch",
+            },
         ),
     log:
         "results/logs/plot_training_curves.log",

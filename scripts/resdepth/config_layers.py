@@ -1,0 +1,49 @@
+"""The run's config from its layers: config files, then `--config` overrides on top.
+
+Torch-free: common.smk builds the config with it before anything is planned.
+
+- Files: the `--configfile`s, merged in order (``config/paper.yaml site.yaml`` lays a site
+  file over the paper config), or the embedded default when none is given. A config file
+  is complete: it replaces the default instead of being merged into it, so a key a user's
+  config lacks is reported by the schema, never filled in silently from the default.
+- Overrides: `--config key=value` entries, merged into the files' config key by key, so
+  ``--config 'training={"threads": 2}'`` changes one setting and keeps the others. A
+  mapping merges into a mapping; anything else (a list, a number) replaces the value.
+  Snakemake hands nested values over as strings; each is read back as YAML ("2" is the
+  number 2, "null" is null, "inv_sqrt" stays a string).
+"""
+
+import copy
+
+import yaml
+
+
+def merged(base, overrides):
+    """``base`` with ``overrides`` merged in (neither is changed)."""
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def typed(value):
+    """A `--config` value with every string read back as YAML."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    if isinstance(value, str):
+        return yaml.safe_load(value) if value.strip() else value
+    return value
+
+
+def layered_config(config_files, overrides):
+    """The config: ``config_files`` merged in order, then the `--config` ``overrides``."""
+    config = {}
+    for path in config_files:
+        with open(path) as file:
+            config = merged(config, yaml.safe_load(file) or {})
+    return merged(config, typed(overrides))
