@@ -28,7 +28,12 @@ def _atomic(path, write):
 
 
 def write_json(obj, path):
-    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+    """Strict JSON: NaN or ±inf is refused (json.dumps would write the invalid ``NaN``)."""
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}: {obj}") from error
+    _atomic(path, lambda p: p.write_text(text + "\n"))
 
 
 def write_csv(rows, path, columns):

@@ -1,21 +1,25 @@
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # The embedded default, unless --configfile names a complete config of its own:
 # merging the two would silently fill a user config's missing keys from the default.
+# An empty config file is a mistake, not a request for the default.
+if not config and workflow.overwrite_configfiles:
+    raise ValueError(f"config file {workflow.overwrite_configfiles[-1]} is empty")
 if not config:
 
     configfile: "config/config.yaml"
 
 
-validate(config, "../schemas/config.schema.yaml")
-
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, deps, grid, settings
+from resdepth import cifar10, configcheck, deps, grid, settings
+
+# The schema, then what it cannot express: both before any job is planned.
+configcheck.validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
 GRID_RUNS = grid.grid_runs(config)
