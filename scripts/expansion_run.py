@@ -13,12 +13,12 @@ settings = snakemake.params.settings
 device = train.pick_device(settings["device"])
 dataset = data.load_prepared(snakemake.input.data, device)
 with open(snakemake.input.metrics) as f:
-    status = json.load(f)["status"]
+    metrics = json.load(f)
 tables = expansion_study.run_tables(
     snakemake.wildcards.run_id,
     snakemake.params.cell,
-    status,
-    torch.load(snakemake.input.model, map_location=device, weights_only=True),
+    metrics["status"],
+    jobs.load_weights(snakemake.input.model, metrics, device),
     dataset,
     settings,
     snakemake.params.arch_options,

@@ -50,3 +50,21 @@ def save_weights(model, path):
     import torch  # here, not at the top: table and plot jobs should not pay for torch
 
     _atomic(path, lambda p: torch.save(model.state_dict(), p))
+
+
+def load_weights(path, metrics, device="cpu"):
+    """The state dict in a run's ``model.pt``, checked against the ``model_sha256`` its
+    ``metrics.json`` (``metrics``, a dict) recorded: a changed byte is an error, not a
+    silently different network."""
+    import torch
+
+    from resdepth.data import sha256
+
+    if sha256(path) != metrics["model_sha256"]:
+        run_id = Path(path).parent.name
+        raise ValueError(
+            f"{path} is corrupted (its sha256 differs from model_sha256 in the run's "
+            f"metrics.json); delete results/runs/{run_id} and "
+            f"results/checkpoints/{run_id}.finished, then rerun the workflow to train it again"
+        )
+    return torch.load(path, map_location=device, weights_only=True)
