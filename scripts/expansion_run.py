@@ -9,7 +9,8 @@ from resdepth import data, expansion_study, jobs, train
 
 jobs.log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = snakemake.params.settings
+# The whole section; its result-defining part is the job's params.settings.
+settings = snakemake.config["expansion"]
 device = train.pick_device(settings["device"])
 dataset = data.load_prepared(snakemake.input.data, device)
 with open(snakemake.input.metrics) as f:

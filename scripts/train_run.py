@@ -7,9 +7,9 @@ import torch
 from resdepth import checkpoint, data, jobs, train
 
 jobs.log_to(snakemake.log[0])
-# The result-defining settings are params (they decide what is stale); the rest of the
-# section (checkpoint cadence, CUDA graphs, GPU request) only says how to run.
-settings = {**snakemake.config["training"], **snakemake.params.training}
+# The whole section; its result-defining part is the job's params.training (it decides
+# what is stale), the rest only says how to run (resdepth.settings).
+settings = snakemake.config["training"]
 torch.set_num_threads(snakemake.threads)
 device = train.pick_device(settings["device"])
 # Which GPU the scheduler gave this job, if any (SLURM sets CUDA_VISIBLE_DEVICES).

@@ -131,6 +131,15 @@ def test_download_from_a_local_url(archive, tmp_path):
     assert _leftovers(dest.parent) == ["cifar.tar.gz"]  # no temporary file left behind
 
 
+def test_download_removes_what_a_killed_download_left(archive, tmp_path):
+    path, _, _ = archive
+    dest = tmp_path / "downloads" / "cifar.tar.gz"
+    dest.parent.mkdir()
+    (dest.parent / ".cifar.tar.gz.x1y2z3.part").write_bytes(b"half an archive")
+    cifar10.download(path.as_uri(), dest, expected_md5=cifar10.md5sum(path))
+    assert _leftovers(dest.parent) == ["cifar.tar.gz"]
+
+
 def test_download_with_wrong_checksum_leaves_nothing(archive, tmp_path):
     path, _, _ = archive
     dest = tmp_path / "downloads" / "cifar.tar.gz"

@@ -225,3 +225,39 @@ def test_an_empty_config_file_is_refused(workflow):
     result = workflow.run("--dry-run", "--configfile", str(path), check=False)
     assert result.returncode != 0
     assert "empty.yaml is empty" in result.stdout + result.stderr
+
+
+def test_result_settings_leave_out_execution_settings_nested_ones_too():
+    from resdepth import settings
+
+    training = default_config()["training"]
+    result = settings.result_settings(training)
+    assert not {"device", "threads", "eval_batch_size", "checkpoint_every"} & set(result)
+    assert result["gc"] == {k: v for k, v in training["gc"].items() if k != "chunk_size"}
+    assert result["momentum"] == training["momentum"] and "chunk_size" in training["gc"]
+    expansion = settings.result_settings(default_config()["expansion"], "expansion")
+    assert expansion["max_order"] == 8 and "eval_batch_size" not in expansion
+
+
+def test_split_and_batchnorm_checks_refuse_exactly_what_the_job_cannot_do():
+    """The digits split and a BatchNorm batch fail in the job just past the limits the
+    config check enforces, and work at them."""
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from resdepth import data, models
+
+    smallest = 10 / configcheck.DIGITS_IMAGES
+    split = data.digits_tensors(smallest, split_seed=0)
+    assert len(split["y_test"]) == 10
+    assert len(split["y_train"]) == configcheck.n_train(
+        {"datasets": {"digits": {"test_fraction": smallest}}}, "digits"
+    )
+    labels = torch.arange(configcheck.DIGITS_IMAGES) % 10
+    with pytest.raises(ValueError):
+        train_test_split(labels, test_size=9 / configcheck.DIGITS_IMAGES, stratify=labels)
+
+    model = models.build_model("mlp", (8, 8), 10, 8, 2, "bn").train()
+    model(torch.randn(2, 8, 8))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(torch.randn(1, 8, 8))

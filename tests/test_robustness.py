@@ -73,3 +73,38 @@ def test_run_finished_after_snakemake_was_interrupted_is_recovered(finished, tmp
     workflow.run("--rerun-incomplete", target, config=config)
     assert recovered_without_training(log)
     assert json.loads(workflow.path(target).read_text()) == finished_metrics
+
+
+def test_config_whose_runs_all_diverge_completes(finished, tmp_path):
+    """A valid config whose every run diverges (lr 50) used to crash in plot_expansion
+    (no trained run to draw) and plot_capacity, leaving no claims and no paper/."""
+    workflow = finished.copy_to(tmp_path)  # only the runs and what reads them are new
+    config = tiny_config()
+    config["grid"]["lr"] = [50.0]
+    config["capacity"]["lr"] = 50.0
+    workflow.run(config=config)
+    for run_id in grid.training_runs(config):
+        metrics = json.loads(workflow.path(f"results/runs/{run_id}/metrics.json").read_text())
+        assert metrics["status"] == "diverged"
+    claims = json.loads(workflow.path("results/claims.json").read_text())
+    verdicts = {claim["id"]: claim["verdict"] for claim in claims["claims"]}
+    assert verdicts["C4"] == verdicts["C5"] == "not measured in this config"
+    for figure in ("expansion_lesion", "expansion_truncated_accuracy", "capacity_gc_vs_lambda"):
+        assert workflow.path(f"results/paper/{figure}.png").exists()
+
+
+def test_execution_only_settings_rerun_nothing(finished):
+    """Device, threads and batch grouping used to retrain every run and redo every
+    expansion job; settings that define a result still rerun their jobs."""
+    execution = tiny_config()
+    execution["training"].update(device="cpu", threads=2, eval_batch_size=100)
+    execution["training"]["gc"]["chunk_size"] = 16
+    execution["expansion"].update(device="cpu", threads=2, eval_batch_size=100)
+    assert finished.planned_jobs(execution) == {}
+
+    result = tiny_config()
+    result["training"]["gc"]["inputs"] = 32
+    result["expansion"]["max_order"] = 4
+    jobs = finished.planned_jobs(result)
+    assert jobs["train"] == len(grid.training_runs(result))
+    assert jobs["expansion_run"] == len(grid.grid_runs(result))

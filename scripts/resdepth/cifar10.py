@@ -94,10 +94,13 @@ def download(url, dest, expected_md5=ARCHIVE_MD5, timeout_s=60):
 
     The bytes go to a temporary file next to ``dest`` and are renamed into place
     atomically, so an interrupted or corrupted transfer never leaves a half file that
-    looks complete.
+    looks complete. A temporary file left by a killed download is removed (Snakemake's
+    lock keeps two downloads from running at once).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed download
+        stale.unlink()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:

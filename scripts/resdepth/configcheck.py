@@ -20,7 +20,6 @@ class ConfigError(ValueError):
 
     def __init__(self, key, problem):
         super().__init__(f"config key {key}: {problem}")
-        self.key = key
 
 
 def validate(config, schema):
@@ -44,12 +43,12 @@ def check(config):
     check_claims(config)
 
 
-def check_finite(node, key="config"):
+def check_finite(node, key=""):
     """NaN and ±inf pass every ``type: number`` bound of a JSON schema (NaN compares
     false with everything); they would train "diverged" runs or write invalid JSON."""
     if isinstance(node, dict):
         for name, value in node.items():
-            check_finite(value, name if key == "config" else f"{key}.{name}")
+            check_finite(value, f"{key}.{name}" if key else name)
     elif isinstance(node, list):
         for index, value in enumerate(node):
             check_finite(value, f"{key}[{index}]")

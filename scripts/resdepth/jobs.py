@@ -6,17 +6,26 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
 def log_to(path):
-    """Send library log lines and uncaught errors of this job to its ``log:`` file."""
+    """Send library log lines and uncaught errors of this job to its ``log:`` file; an
+    uncaught error's message also goes to the console, where Snakemake would otherwise
+    show only "Error in rule ..., check log file(s)"."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     stream = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     logging.basicConfig(
         stream=stream, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
     )
-    sys.stderr = stream
+    console, sys.stderr = sys.stderr, stream
+
+    def report(kind, error, trace):
+        traceback.print_exception(kind, error, trace)  # the whole traceback, in the log
+        print(f"{kind.__name__}: {error} (traceback in {path})", file=console, flush=True)
+
+    sys.excepthook = report
 
 
 def _atomic(path, write):

@@ -29,7 +29,12 @@ rule expansion_run:
     threads: EXPANSION["threads"]
     params:
         cell=lambda w: grid.cell_for(TRAIN_RUNS, w.run_id),
-        settings=EXPANSION,
+        # What defines the tables: not the device, threads or evaluation batch
+        # (resdepth.settings), nor the truncation study, which is its own rule.
+        settings=settings.result_settings(
+            {key: value for key, value in EXPANSION.items() if key != "truncation"},
+            "expansion",
+        ),
         arch_options=lambda w: config["arch_options"].get(
             grid.cell_for(TRAIN_RUNS, w.run_id)["arch"], {}
         ),
