@@ -107,6 +107,11 @@ BAD_CONFIGS = {
     ),
     # 1347 training images = 2 * 673 + 1
     "bn with a last batch of one": (mutate("grid.batch_size", [673]), ["grid.batch_size", "bn"]),
+    "bn init norms on one image": (mutate("init_norms.batch_size", 1), ["init_norms.batch_size"]),
+    "bn expansion batch of one image": (
+        mutate("expansion.batch_size", 1),
+        ["expansion.batch_size", "bn"],
+    ),
     "conv on digits": (mutate("grid.arch", ["conv"]), ["grid.arch", "digits"]),
     "init norms conv on digits": (
         chain(mutate("init_norms.arch", "conv"), mutate("arch_options.conv", {"stem_stride": 1})),

@@ -127,18 +127,28 @@ def n_train(config, dataset):
 
 def check_batchnorm_batches(config):
     """An MLP's BatchNorm cannot normalise a batch of one image: with ``bn`` no training
-    batch, the epoch's last included, may hold a single image."""
+    batch (the epoch's last included), no init-norm batch and no expansion calibration
+    batch may hold a single image."""
+    single = "a batch of one image, which the bn scaling cannot normalise"
     grid_runs = grid.grid_runs(config)
-    for run_id, cell in grid.training_runs(config).items():
-        if cell["scaling"] != "bn" or cell["arch"] != "mlp":
-            continue
+    bn_runs = {
+        run_id: cell
+        for run_id, cell in grid.training_runs(config).items()
+        if (cell["scaling"], cell["arch"]) == ("bn", "mlp")
+    }
+    for run_id, cell in bn_runs.items():
         images = n_train(config, cell["dataset"])
         if cell["batch_size"] == 1 or images % cell["batch_size"] == 1:
             raise ConfigError(
                 "grid.batch_size" if run_id in grid_runs else "capacity.batch_size",
-                f"{cell['batch_size']} leaves a batch of one image of the {images} "
-                f"{cell['dataset']} training images, which the bn scaling cannot normalise",
+                f"{cell['batch_size']} with {images} {cell['dataset']} training images "
+                f"leaves {single}",
             )
+    norms = config["init_norms"]
+    if (norms["batch_size"], norms["arch"]) == (1, "mlp") and "bn" in norms["scaling"]:
+        raise ConfigError("init_norms.batch_size", f"1 is {single}")
+    if config["expansion"]["batch_size"] == 1 and bn_runs.keys() & grid_runs.keys():
+        raise ConfigError("expansion.batch_size", f"1 is {single}")
 
 
 def check_expansion(config):
