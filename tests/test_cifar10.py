@@ -1,3 +1,4 @@
+import functools
 import gzip
 import http.server
 import pickle
@@ -52,15 +53,22 @@ def test_prepared_tensors_normalise_the_train_split(archive):
     assert prepared.x_test.dtype == torch.uint8
 
 
-def test_configured_archive_must_exist_when_the_dag_is_planned(tmp_path):
+def test_configured_archive_must_exist_when_the_dag_is_planned_unless_prepared(tmp_path):
     download_target = tmp_path / "downloads" / cifar10.ARCHIVE_NAME
-    assert cifar10.archive_to_read({"archive": None}, download_target) == str(download_target)
+    prepared = tmp_path / "cifar10.pt"
+    read = functools.partial(cifar10.archive_to_read, prepared=prepared)
+    assert read({"archive": None}, download_target) == str(download_target)
     present = tmp_path / "mine.tar.gz"
     present.write_bytes(b"x")
-    assert cifar10.archive_to_read({"archive": str(present)}, download_target) == str(present)
+    assert read({"archive": str(present)}, download_target) == str(present)
+    absent = str(tmp_path / "absent.tar.gz")
     with pytest.raises(cifar10.ArchiveError, match="not found") as err:
-        cifar10.archive_to_read({"archive": str(tmp_path / "absent.tar.gz")}, download_target)
+        read({"archive": absent}, download_target)
     assert "absent.tar.gz" in str(err.value) and cifar10.ARCHIVE_MD5 in str(err.value)
+    # Once prepared, a removed archive no longer blocks planning: Snakemake needs it
+    # only if the data set must be prepared again (and then names it as missing).
+    prepared.write_bytes(b"tensors")
+    assert read({"archive": absent}, download_target) == absent
 
 
 def test_the_official_checksum_is_the_default(archive):

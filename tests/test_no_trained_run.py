@@ -39,3 +39,12 @@ def test_expansion_accuracy_figures_say_no_run_trained(name):
     empty = pd.DataFrame(columns=expansion_study.RUN_TABLE_COLUMNS[name])
     fig = getattr(expansion_plots, f"{name}_figure")(**{name: empty})
     assert "No trained run" in texts(fig)
+
+
+def test_claims_json_has_no_ratio_to_a_zero_accuracy():
+    """A trained network with 0 % test accuracy (10 test images) made C5's accuracy
+    ratio inf, and the claims rule failed writing JSON."""
+    from resdepth import claims
+
+    assert claims._float(float("inf")) is None and claims._float(float("nan")) is None
+    assert claims._float(0.5) == 0.5

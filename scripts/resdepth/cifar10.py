@@ -67,12 +67,15 @@ def _require_file(path, expected_md5):
         )
 
 
-def archive_to_read(settings, download_target):
+def archive_to_read(settings, download_target, prepared):
     """The archive the prep rule reads (the config's ``datasets.cifar10`` section):
-    the configured file, which must exist, or else where the download rule puts it."""
+    the configured file, which must exist unless the data set is ``prepared`` already
+    (then Snakemake needs it only to prepare it again), or else where the download rule
+    puts it."""
     if settings.get("archive") is None:
         return str(download_target)
-    _require_file(settings["archive"], settings.get("test_archive_md5") or ARCHIVE_MD5)
+    if not Path(prepared).exists():
+        _require_file(settings["archive"], settings.get("test_archive_md5") or ARCHIVE_MD5)
     return settings["archive"]
 
 

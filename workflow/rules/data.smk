@@ -43,7 +43,9 @@ rule cifar10:
     """CIFAR-10 from the official archive: uint8 images, labels, train-split channel stats."""
     input:
         archive=lambda w: cifar10.archive_to_read(
-            config["datasets"]["cifar10"], rules.download_cifar10.output[0]
+            config["datasets"]["cifar10"],
+            rules.download_cifar10.output[0],
+            prepared="results/data/cifar10.pt",
         ),
         code=lib("prepare_cifar10"),
     output:
