@@ -21,6 +21,11 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
+        # Every run's own files too: one deleted by hand is rebuilt (recovered, see
+        # checkpoint.recover_finished), not left missing behind up-to-date tables.
+        run_files("metrics.json"),
+        run_files("history.csv"),
+        run_files("model.pt"),
         rules.accuracy_table.output,
         rules.plot_init_norms.output,
         rules.plot_accuracy_vs_depth.output,

@@ -9,16 +9,17 @@ from resdepth import data, expansion_study, jobs, train
 
 jobs.log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = snakemake.params.settings
+# The whole section; its result-defining part is the job's params.settings.
+settings = snakemake.config["expansion"]
 device = train.pick_device(settings["device"])
 dataset = data.load_prepared(snakemake.input.data, device)
 with open(snakemake.input.metrics) as f:
-    status = json.load(f)["status"]
+    metrics = json.load(f)
 tables = expansion_study.run_tables(
     snakemake.wildcards.run_id,
     snakemake.params.cell,
-    status,
-    torch.load(snakemake.input.model, map_location=device, weights_only=True),
+    metrics["status"],
+    jobs.load_weights(snakemake.input.model, metrics, device),
     dataset,
     settings,
     snakemake.params.arch_options,

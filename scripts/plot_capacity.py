@@ -10,11 +10,16 @@ from resdepth import jobs, plots
 jobs.log_to(snakemake.log[0])
 sweep = pd.read_csv(snakemake.input.sweep, dtype={"scaling": str})
 history = pd.read_csv(snakemake.input.history, dtype={"scaling": str})
-figures = {
-    "gc": plots.capacity_gc_figure(sweep),
-    "accuracy": plots.capacity_accuracy_figure(sweep),
-    "training": plots.capacity_training_figure(sweep, history),
-}
+if (sweep["status"] == "ok").any():
+    figures = {
+        "gc": plots.capacity_gc_figure(sweep),
+        "accuracy": plots.capacity_accuracy_figure(sweep),
+        "training": plots.capacity_training_figure(sweep, history),
+    }
+else:  # nothing to draw: each figure says why
+    title = plots.settings_title(sweep, plots.SWEEP_SETTINGS)
+    reason = f"No trained run: all {len(sweep)} runs of the λ sweep diverged."
+    figures = {name: plots.no_data_figure(title, reason) for name in ("gc", "accuracy", "training")}
 for name, fig in figures.items():
     written = plots.save_figure(fig, Path(snakemake.output[f"{name}_pdf"]).with_suffix(""))
     logging.info("%s -> %s", name, ", ".join(map(str, written)))

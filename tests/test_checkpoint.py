@@ -14,7 +14,7 @@ import torch
 from conftest import TRAIN_SETTINGS, optimizer_hooks, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, grid, train
+from resdepth import checkpoint, data, grid, jobs, train
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -73,7 +73,7 @@ def test_interrupted_run_resumes_to_the_same_result(
     stop_at_step(monkeypatch, stop_step, effect)
     with pytest.raises(checkpoint.Interrupted if effect == "signal" else Killed):
         train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
-    saved = torch.load(path, weights_only=True)["progress"]
+    saved = checkpoint.load_verified(path)["progress"]
     expected = (2, stop_step - STEPS_PER_EPOCH) if effect == "signal" else (2, 0)
     assert (saved["epoch"], saved["batches_done"]) == expected
 
@@ -163,7 +163,76 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
     checkpoint.save_atomic({"epoch": 1}, path)
     with pytest.raises(Exception, match="pickle"):
         checkpoint.save_atomic({"epoch": 2, "unsaveable": lambda: None}, path)
-    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert checkpoint.load_verified(path) == {"epoch": 1}
+
+
+def flip_bytes_in_the_middle(path):
+    """Flip 4 bytes in the middle of the file, inside the saved weights: torch does not
+    check the zip's CRCs, so the file still loads."""
+    raw = bytearray(path.read_bytes())
+    at = len(raw) // 2
+    raw[at : at + 4] = bytes(b ^ 0xFF for b in raw[at : at + 4])
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupted_checkpoint_is_refused_naming_the_file(digits, tmp_path, monkeypatch):
+    """A checkpoint with flipped bytes used to resume silently into a wrong run."""
+    path = tmp_path / "run.pt"
+    stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
+    with pytest.raises(checkpoint.Interrupted):
+        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+    monkeypatch.undo()
+    flip_bytes_in_the_middle(path)
+    with pytest.raises(checkpoint.Corrupted, match="(?s)run.pt is corrupted.*delete it"):
+        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+
+
+def finished_outputs(tmp_path):
+    """Three output files of a job, as the train job writes them."""
+    outputs = [tmp_path / "runs" / name for name in ("model.pt", "history.csv", "metrics.json")]
+    outputs[0].parent.mkdir()
+    for i, path in enumerate(outputs):
+        path.write_bytes(bytes(range(i, 256)))
+    return outputs
+
+
+IDENTITY = {"cell": CELL, "code": "digest"}
+
+
+def test_finished_run_is_recovered_after_its_outputs_were_deleted(tmp_path):
+    outputs = finished_outputs(tmp_path)
+    contents = [path.read_bytes() for path in outputs]
+    saved = tmp_path / "checkpoints" / "run.pt"
+    checkpoint.keep_finished(outputs, IDENTITY, saved)
+    for path in outputs:
+        path.unlink()
+    assert not checkpoint.recover_finished(outputs, {**IDENTITY, "code": "other"}, saved)
+    assert not any(path.exists() for path in outputs)
+    assert checkpoint.recover_finished(outputs, IDENTITY, saved)
+    assert [path.read_bytes() for path in outputs] == contents
+    assert not checkpoint.recover_finished(outputs, IDENTITY, tmp_path / "other.pt")
+
+
+def test_corrupted_finished_run_is_refused_naming_the_file(tmp_path):
+    outputs = finished_outputs(tmp_path)
+    saved = tmp_path / "checkpoints" / "run.pt"
+    checkpoint.keep_finished(outputs, IDENTITY, saved)
+    outputs[0].unlink()
+    flip_bytes_in_the_middle(checkpoint.finished_dir(saved) / "model.pt")
+    with pytest.raises(checkpoint.Corrupted, match="(?s)model.pt is corrupted.*delete"):
+        checkpoint.recover_finished(outputs, IDENTITY, saved)
+
+
+def test_corrupted_model_is_refused_naming_the_file(tmp_path):
+    """model.pt is checked against the sha256 its metrics.json records."""
+    model = torch.nn.Linear(64, 64)
+    path = tmp_path / "run-id" / "model.pt"
+    jobs.save_weights(model, path)
+    metrics = {"model_sha256": data.sha256(path)}
+    assert torch.equal(jobs.load_weights(path, metrics)["weight"], model.weight)
+    flip_bytes_in_the_middle(path)
+    with pytest.raises(ValueError, match="(?s)run-id/model.pt is corrupted.*delete"):
+        jobs.load_weights(path, metrics)
 
 
 @pytest.mark.parametrize("sig", checkpoint.STOP_SIGNALS)

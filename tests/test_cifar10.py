@@ -1,3 +1,4 @@
+import functools
 import gzip
 import http.server
 import pickle
@@ -52,15 +53,22 @@ def test_prepared_tensors_normalise_the_train_split(archive):
     assert prepared.x_test.dtype == torch.uint8
 
 
-def test_configured_archive_must_exist_when_the_dag_is_planned(tmp_path):
+def test_configured_archive_must_exist_when_the_dag_is_planned_unless_prepared(tmp_path):
     download_target = tmp_path / "downloads" / cifar10.ARCHIVE_NAME
-    assert cifar10.archive_to_read({"archive": None}, download_target) == str(download_target)
+    prepared = tmp_path / "cifar10.pt"
+    read = functools.partial(cifar10.archive_to_read, prepared=prepared)
+    assert read({"archive": None}, download_target) == str(download_target)
     present = tmp_path / "mine.tar.gz"
     present.write_bytes(b"x")
-    assert cifar10.archive_to_read({"archive": str(present)}, download_target) == str(present)
+    assert read({"archive": str(present)}, download_target) == str(present)
+    absent = str(tmp_path / "absent.tar.gz")
     with pytest.raises(cifar10.ArchiveError, match="not found") as err:
-        cifar10.archive_to_read({"archive": str(tmp_path / "absent.tar.gz")}, download_target)
+        read({"archive": absent}, download_target)
     assert "absent.tar.gz" in str(err.value) and cifar10.ARCHIVE_MD5 in str(err.value)
+    # Once prepared, a removed archive no longer blocks planning: Snakemake needs it
+    # only if the data set must be prepared again (and then names it as missing).
+    prepared.write_bytes(b"tensors")
+    assert read({"archive": absent}, download_target) == absent
 
 
 def test_the_official_checksum_is_the_default(archive):
@@ -129,6 +137,15 @@ def test_download_from_a_local_url(archive, tmp_path):
     assert cifar10.download(path.as_uri(), dest, expected_md5=md5) == dest
     assert cifar10.md5sum(dest) == md5
     assert _leftovers(dest.parent) == ["cifar.tar.gz"]  # no temporary file left behind
+
+
+def test_download_removes_what_a_killed_download_left(archive, tmp_path):
+    path, _, _ = archive
+    dest = tmp_path / "downloads" / "cifar.tar.gz"
+    dest.parent.mkdir()
+    (dest.parent / ".cifar.tar.gz.x1y2z3.part").write_bytes(b"half an archive")
+    cifar10.download(path.as_uri(), dest, expected_md5=cifar10.md5sum(path))
+    assert _leftovers(dest.parent) == ["cifar.tar.gz"]
 
 
 def test_download_with_wrong_checksum_leaves_nothing(archive, tmp_path):

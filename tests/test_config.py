@@ -1,10 +1,17 @@
-"""Bad configs fail at once, naming the problem, before any job runs."""
+"""Bad configs fail at once, naming the problem, before any job runs.
+
+Most cases call the validation that common.smk runs (``configcheck.validate``) in
+process; a few real snakemake runs check that common.smk runs it before planning.
+"""
 
 import pytest
 import yaml
 from conftest import REPO, default_config
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+
+from resdepth import configcheck
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def mutate(path, value):
@@ -24,6 +31,21 @@ def mutate(path, value):
     return apply
 
 
+def chain(*changes):
+    def apply(config):
+        for change in changes:
+            config = change(config)
+        return config
+
+    return apply
+
+
+CONV_ON_CIFAR = chain(
+    mutate("datasets.cifar10", {"archive": None, "augment": False}),
+    mutate("arch_options.conv", {"stem_stride": 2}),
+)
+
+#: name: (change of the default config, words the error must contain)
 BAD_CONFIGS = {
     "unknown scaling": (mutate("grid.scaling", ["one", "inv_cube"]), ["inv_cube", "skipinit"]),
     "depth 0": (mutate("grid.depth", [0, 4]), ["depth", "minimum"]),
@@ -37,37 +59,210 @@ BAD_CONFIGS = {
     "test fraction above 1": (mutate("datasets.digits.test_fraction", 1.5), ["test_fraction"]),
     "empty seed list": (mutate("grid.seed", []), ["seed"]),
     "momentum not a number": (mutate("training.momentum", "high"), ["momentum", "high"]),
+    # Non-finite numbers pass every bound of a JSON schema.
+    "NaN lr": (mutate("grid.lr", [float("nan")]), ["grid.lr[0]", "nan", "finite"]),
+    "inf lr": (mutate("grid.lr", [0.02, float("inf")]), ["grid.lr[1]", "inf"]),
+    "NaN momentum": (mutate("training.momentum", float("nan")), ["training.momentum"]),
+    "NaN weight decay": (mutate("training.weight_decay", float("nan")), ["weight_decay"]),
+    "inf weight decay": (mutate("training.weight_decay", float("inf")), ["weight_decay"]),
+    "NaN test fraction": (
+        mutate("datasets.digits.test_fraction", float("nan")),
+        ["datasets.digits.test_fraction"],
+    ),
+    "NaN lambda bound": (
+        mutate("expansion.truncation.lambda_min", float("nan")),
+        ["expansion.truncation.lambda_min"],
+    ),
+    "inf capacity lambda": (mutate("capacity.lambda_max", float("inf")), ["lambda_max"]),
+    "NaN fixed lambda": (mutate("grid.scaling", [float("nan")]), ["grid.scaling[0]"]),
+    "NaN claims threshold": (
+        mutate("claims.C3.min_gap", float("nan")),
+        ["claims.C3.min_gap", "finite"],
+    ),
+    "-inf warm-up": (mutate("training.warmup_epochs", float("-inf")), ["warmup_epochs"]),
+    # Orders at or above the truncation depth are exact: NaN slopes.
+    "truncation orders reach depth": (
+        mutate("expansion.truncation.depth", 2),
+        ["expansion.truncation.orders", "depth"],
+    ),
+    # Sizes: an unbounded depth exhausted memory while planning.
+    "huge depth": (mutate("grid.depth", [1_000_000_000]), ["1000000000", "maximum"]),
+    "huge init depth": (mutate("init_norms.depth", [10**9]), ["maximum"]),
+    "huge truncation depth": (mutate("expansion.truncation.depth", 10**9), ["maximum"]),
+    "huge capacity depth": (mutate("capacity.depth", 10**9), ["maximum"]),
+    "huge width": (mutate("grid.width", [10**7]), ["maximum"]),
+    "huge seed": (mutate("grid.seed", [2**40]), ["maximum"]),
+    "huge split seed": (mutate("datasets.digits.split_seed", 2**40), ["maximum"]),
+    # Two grid cells, one run id: one of them would be dropped.
+    "near-duplicate lr": (mutate("grid.lr", [0.02, 0.020000001]), ["grid", "lr0.02"]),
+    "near-duplicate lambda": (mutate("grid.scaling", [0.1, 0.1000001]), ["grid", "lam0.1"]),
+    "capacity lr formats like the grid's": (
+        mutate("capacity.lr", 0.0200000001),
+        ["capacity", "lr0.02"],
+    ),
+    # Cross-key checks ("Weaker" in issue 13): each used to fail late or cryptically.
+    "tiny test fraction": (
+        mutate("datasets.digits.test_fraction", 0.001),
+        ["datasets.digits.test_fraction", "one per class"],
+    ),
+    # 1347 training images = 2 * 673 + 1
+    "bn with a last batch of one": (mutate("grid.batch_size", [673]), ["grid.batch_size", "bn"]),
+    "bn init norms on one image": (mutate("init_norms.batch_size", 1), ["init_norms.batch_size"]),
+    "bn expansion batch of one image": (
+        mutate("expansion.batch_size", 1),
+        ["expansion.batch_size", "bn"],
+    ),
+    "conv on digits": (mutate("grid.arch", ["conv"]), ["grid.arch", "digits"]),
+    "init norms conv on digits": (
+        chain(mutate("init_norms.arch", "conv"), mutate("arch_options.conv", {"stem_stride": 1})),
+        ["init_norms.arch", "digits"],
+    ),
+    "init norms dataset without a section": (
+        mutate("init_norms.dataset", "cifar10"),
+        ["init_norms.dataset", "datasets.cifar10"],
+    ),
+    "truncation dataset without a section": (
+        mutate("expansion.truncation.dataset", "cifar10"),
+        ["expansion.truncation.dataset", "datasets.cifar10"],
+    ),
+    "truncation lambda_min above lambda_max": (
+        chain(
+            mutate("expansion.truncation.lambda_min", 2.0),
+            mutate("expansion.truncation.fit_max_lambda", 3.0),
+        ),
+        ["expansion.truncation.fit_max_lambda", "lambda_min"],
+    ),
+    "stem stride larger than the image": (
+        chain(
+            CONV_ON_CIFAR,
+            mutate("grid.dataset", ["cifar10"]),
+            mutate("grid.arch", ["conv"]),
+            mutate("arch_options.conv", {"stem_stride": 32 + 1}),
+        ),
+        ["arch_options.conv.stem_stride", "33"],
+    ),
+    "conv without arch_options": (
+        chain(
+            CONV_ON_CIFAR,
+            mutate("grid.dataset", ["cifar10"]),
+            mutate("grid.arch", ["conv"]),
+            mutate("arch_options.conv", None),
+        ),
+        ["grid.arch", "arch_options.conv"],
+    ),
+    "inverted C3 thresholds": (
+        mutate("claims.C3.stalled_below", 0.9),
+        ["claims.C3.stalled_below", "trained_above"],
+    ),
+    "C1 orders not measured": (mutate("claims.C1.orders", [1, 5]), ["claims.C1.orders", "[5]"]),
+    "C5 orders not measured": (
+        mutate("claims.C5.truncation_orders", [1, 9]),
+        ["claims.C5.truncation_orders", "max_order"],
+    ),
 }
 
 
-SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+def validation_error(config):
+    """The message of the error common.smk's validation raises for ``config``, or None."""
+    try:
+        configcheck.validate(config, SCHEMA)
+    except (ValueError, WorkflowError) as error:
+        return str(error)
+    return None
 
 
 @pytest.mark.parametrize("name", BAD_CONFIGS)
-def test_bad_config_is_rejected_naming_the_problem(name):
-    """The schema the workflow validates every config against (common.smk), in process."""
+def test_bad_config_is_refused_naming_the_key(name):
     change, expected_words = BAD_CONFIGS[name]
-    with pytest.raises(WorkflowError, match="validating config") as error:
-        validate(change(default_config()), SCHEMA)
+    message = validation_error(change(default_config()))
+    assert message is not None, f"{name}: accepted"
     for word in expected_words:
-        assert word in str(error.value), f"{name}: {word!r} not in the error message"
+        assert word in message, f"{name}: {word!r} not in {message!r}"
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize("name", ["unknown scaling", "missing grid key"])
-def test_workflow_validates_the_config_before_any_job(workflow, name):
-    """Real snakemake, for two of the bad configs: the check runs before any job."""
-    change, expected_words = BAD_CONFIGS[name]
-    result = workflow.run(config=change(default_config()), check=False)
-    message = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "validating config" in message
-    for word in expected_words:
-        assert word in message, f"{name}: {word!r} not in the error message"
-    assert not workflow.path("results").exists()
-    assert not workflow.path(".snakemake/log").exists() or "Job " not in message
+#: Valid configs at the edges of what the checks allow.
+EDGE_CONFIGS = {
+    "orders just below the truncation depth": mutate("expansion.truncation.depth", 4),
+    "fit range up to lambda_max": mutate("expansion.truncation.fit_max_lambda", 1.0),
+    "smallest test fraction": mutate("datasets.digits.test_fraction", 10 / 1797),
+    "bn with a last batch of two": mutate("grid.batch_size", [1345]),
+    "equal C3 thresholds": mutate("claims.C3.stalled_below", 0.5),
+    "all-diverging lr": mutate("grid.lr", [50.0]),
+    "largest depth": mutate("grid.depth", [100_000]),
+    "largest seed": mutate("grid.seed", [2**32 - 1]),
+    "conv on cifar10": chain(
+        CONV_ON_CIFAR, mutate("grid.dataset", ["cifar10"]), mutate("grid.arch", ["conv"])
+    ),
+}
+
+
+@pytest.mark.parametrize("name", EDGE_CONFIGS)
+def test_edge_config_is_accepted(name):
+    assert validation_error(EDGE_CONFIGS[name](default_config())) is None
 
 
 def test_default_configs_are_valid():
     for path in sorted((REPO / "config").glob("*.yaml")):
-        validate(yaml.safe_load(path.read_text()), SCHEMA)
+        assert validation_error(yaml.safe_load(path.read_text())) is None, path
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "name, words",
+    [("unknown scaling", ["validating config"]), ("NaN lr", []), ("near-duplicate lr", [])],
+)
+def test_snakemake_refuses_a_bad_config_before_any_job(workflow, name, words):
+    change, expected_words = BAD_CONFIGS[name]
+    result = workflow.run("--dry-run", config=change(default_config()), check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    for word in [*words, *expected_words]:
+        assert word in message, f"{name}: {word!r} not in the error message"
+    assert not workflow.path("results").exists()
+    assert "Job stats" not in message
+
+
+@pytest.mark.workflow
+def test_an_empty_config_file_is_refused(workflow):
+    """``--configfile empty.yaml`` used to run the whole default silently."""
+    path = workflow.path("config/empty.yaml")
+    path.write_text("{}\n")
+    result = workflow.run("--dry-run", "--configfile", str(path), check=False)
+    assert result.returncode != 0
+    assert "empty.yaml is empty" in result.stdout + result.stderr
+
+
+def test_result_settings_leave_out_execution_settings_nested_ones_too():
+    from resdepth import settings
+
+    training = default_config()["training"]
+    result = settings.result_settings(training)
+    assert not {"device", "threads", "eval_batch_size", "checkpoint_every"} & set(result)
+    assert result["gc"] == {k: v for k, v in training["gc"].items() if k != "chunk_size"}
+    assert result["momentum"] == training["momentum"] and "chunk_size" in training["gc"]
+    expansion = settings.result_settings(default_config()["expansion"], "expansion")
+    assert expansion["max_order"] == 8 and "eval_batch_size" not in expansion
+
+
+def test_split_and_batchnorm_checks_refuse_exactly_what_the_job_cannot_do():
+    """The digits split and a BatchNorm batch fail in the job just past the limits the
+    config check enforces, and work at them."""
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from resdepth import data, models
+
+    smallest = 10 / configcheck.DIGITS_IMAGES
+    split = data.digits_tensors(smallest, split_seed=0)
+    assert len(split["y_test"]) == 10
+    assert len(split["y_train"]) == configcheck.n_train(
+        {"datasets": {"digits": {"test_fraction": smallest}}}, "digits"
+    )
+    labels = torch.arange(configcheck.DIGITS_IMAGES) % 10
+    with pytest.raises(ValueError):
+        train_test_split(labels, test_size=9 / configcheck.DIGITS_IMAGES, stratify=labels)
+
+    model = models.build_model("mlp", (8, 8), 10, 8, 2, "bn").train()
+    model(torch.randn(2, 8, 8))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(torch.randn(1, 8, 8))

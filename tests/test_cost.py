@@ -86,3 +86,25 @@ def test_gpu_runtime_estimate_covers_the_measured_speed_with_a_margin():
         measured_minutes = 30 * seconds_per_epoch / 60
         estimate = resources(depth)["runtime"] - cost.STARTUP_MIN
         assert estimate >= 1.1 * measured_minutes, (depth, estimate, measured_minutes)
+
+
+def test_cost_of_a_deep_tower_is_computed_in_constant_memory():
+    """Planning asks for every job's resources: at the schema's largest depth that must
+    not build a list per layer (a depth of 10^9 once grew past 23 GB while planning)."""
+    import tracemalloc
+
+    depth = 100_000
+    tracemalloc.start()
+    deep = resources(depth, device="cpu")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000, peak
+    shape = cost.DATASETS["cifar10"]["input_shape"]
+    one_branch = cost.train_flops("conv", shape, 10, 64, 2) - cost.train_flops(
+        "conv", shape, 10, 64, 1
+    )
+    assert (
+        cost.train_flops("conv", shape, 10, 64, depth)
+        == cost.train_flops("conv", shape, 10, 64, 1) + (depth - 1) * one_branch
+    )
+    assert deep["mem_mb"] > resources(1000, device="cpu")["mem_mb"]

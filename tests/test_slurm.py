@@ -165,7 +165,9 @@ def test_every_output_is_written(preempted_workflow):
             assert workflow.path(f"results/runs/{run_id}/{name}").exists()
     assert workflow.path("results/init_norms.csv").exists()
     assert workflow.planned_jobs(config) == {}  # every output there and up to date
-    assert not list(workflow.path("results/checkpoints").iterdir())
+    # No training checkpoint is left; each finished run is kept for recovery.
+    assert not list(workflow.path("results/checkpoints").glob("*.pt"))
+    assert len(list(workflow.path("results/checkpoints").glob("*.finished"))) == len(runs)
 
 
 def test_every_job_ran_under_slurm_and_died_jobs_were_retried(preempted_workflow):

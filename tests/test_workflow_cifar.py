@@ -64,7 +64,8 @@ def test_tiny_archive_end_to_end(workflow):
     archive = workflow.path("cifar-test.tar.gz")
     write_archive(archive)
     targets = ("results/runs.csv", "results/init_norms.csv")  # tables/plots: their own tests
-    workflow.run(*targets, config=tiny_cifar_config(archive, cifar10.md5sum(archive)))
+    config = tiny_cifar_config(archive, cifar10.md5sum(archive))
+    workflow.run(*targets, config=config)
 
     manifest = json.loads(workflow.path("results/data/cifar10.json").read_text())
     assert manifest["n_train"] == 15 and manifest["n_test"] == 3
@@ -76,6 +77,9 @@ def test_tiny_archive_end_to_end(workflow):
         assert metrics["status"] == "ok" and metrics["device"] == "cpu"
     assert len(pd.read_csv(workflow.path("results/init_norms.csv"))) == 2
     assert not workflow.path("resources").exists()  # a configured archive is never downloaded
+    # The archive removed after preparation: planning still works, nothing to redo.
+    archive.unlink()
+    assert workflow.planned_jobs(config, *targets) == {}
 
 
 def test_wrong_checksum_fails_the_prep_job_naming_both_checksums(workflow):

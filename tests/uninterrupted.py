@@ -22,6 +22,7 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     train job's library call computes in one go, with the job's thread count."""
     run = workflow.path(f"results/runs/{run_id}")
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics.pop("model_sha256") == data.sha256(run / "model.pt")
     del metrics["provenance"]  # the job's record of how it ran (tests/test_provenance.py)
     history = pd.read_csv(run / "history.csv")
     weights = torch.load(run / "model.pt", weights_only=True)

@@ -10,19 +10,25 @@ its outputs stay incomplete. The next attempt restores the checkpoint and contin
 the CPU its results equal those of an uninterrupted run bit for bit.
 
 Checkpoints live outside the rule's declared outputs (Snakemake deletes a failed job's
-outputs), are written atomically and are read with ``weights_only=True``.
+outputs), are written atomically, carry the sha256 of their payload (``save_atomic``,
+``load_verified``: a flipped byte inside a tensor would otherwise resume silently into a
+wrong run) and are read with ``weights_only=True``.
 """
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 import torch
+
+from resdepth.data import sha256
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +66,43 @@ class Interrupted(RuntimeError):
     """Training stopped on a signal; its state is in the checkpoint (if it has a path)."""
 
 
+class Corrupted(RuntimeError):
+    """A saved file's payload does not match the sha256 stored with it."""
+
+
 def save_atomic(state, path):
-    """``torch.save`` to ``path`` so that a kill mid-write leaves the previous file intact."""
+    """``torch.save`` ``state`` to ``path`` with the sha256 of its serialised bytes, so that
+    ``load_verified`` notices any change to them, and so that a kill mid-write leaves the
+    previous file intact. (The bytes are saved as a uint8 tensor: torch's loader checks
+    no checksum of its own.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    sealed = {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save(state, f)
+        torch.save(sealed, f)
         f.flush()
         os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
     os.replace(tmp, path)
+
+
+def load_verified(path, map_location="cpu"):
+    """What ``save_atomic`` saved to ``path``, after checking its sha256; ``Corrupted``
+    (naming the file and what to do) when its bytes changed on disk."""
+    sealed = torch.load(path, map_location="cpu", weights_only=True)
+    payload = sealed["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != sealed["sha256"]:
+        raise Corrupted(
+            f"{path} is corrupted (its payload does not match the sha256 saved with it); "
+            "delete it to train this run from scratch"
+        )
+    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
 
 
 def code_digest():
@@ -84,6 +117,67 @@ def code_digest():
 def discard(path):
     """Delete a finished run's checkpoint (it would otherwise be resumed by a rerun)."""
     Path(path).unlink(missing_ok=True)
+
+
+# --- Finished runs -----------------------------------------------------------------
+# A job can finish after Snakemake stopped watching it (Ctrl-C to Snakemake alone, a lost
+# cluster connection): Snakemake then marks its outputs incomplete and deletes them
+# before rerunning the job, and an output deleted by hand is rebuilt the same way. Both
+# reruns recover the finished run instead of training it again: the job keeps its
+# outputs beside its checkpoint (hard links, no extra space while the outputs exist),
+# with a record of what they were computed from and their sha256, written last.
+
+
+def finished_dir(checkpoint_path):
+    """Where the finished outputs of the run checkpointed at ``checkpoint_path`` are kept."""
+    return Path(checkpoint_path).with_suffix(".finished")
+
+
+def _link_or_copy(source, target):
+    """``target`` becomes ``source``'s bytes: a hard link, a copy across file systems."""
+    tmp = Path(target).with_name(Path(target).name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def keep_finished(outputs, identity, checkpoint_path):
+    """Keep a finished job's ``outputs`` (paths with distinct names) under
+    ``finished_dir``, with ``identity`` (what they were computed from) and their sha256."""
+    kept = finished_dir(checkpoint_path)
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir(parents=True)
+    for output in map(Path, outputs):
+        _link_or_copy(output, kept / output.name)
+    record = {"identity": identity, "sha256": {Path(o).name: sha256(o) for o in outputs}}
+    (kept / "record.json").write_text(json.dumps(record, indent=2) + "\n")  # last: complete
+
+
+def recover_finished(outputs, identity, checkpoint_path):
+    """Put back the ``outputs`` kept by ``keep_finished`` for the same ``identity``;
+    return whether it did. Kept files whose sha256 changed are an error."""
+    kept = finished_dir(checkpoint_path)
+    record_path = kept / "record.json"
+    if not record_path.exists():
+        return False
+    record = json.loads(record_path.read_text())
+    if record["identity"] != json.loads(json.dumps(identity)):
+        log.info("not recovering %s: computed from other inputs, settings or code", kept)
+        return False
+    for output in map(Path, outputs):
+        if sha256(kept / output.name) != record["sha256"][output.name]:
+            raise Corrupted(
+                f"{kept / output.name} is corrupted (its sha256 differs from {record_path}); "
+                f"delete {kept} to train this run from scratch"
+            )
+    for output in map(Path, outputs):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(kept / output.name, output)
+    log.info("recovered the finished run's outputs from %s", kept)
+    return True
 
 
 class Checkpointer:
@@ -139,7 +233,9 @@ class Checkpointer:
         if self.path is None or not self.path.exists():
             return fresh
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = load_verified(self.path)
+        except Corrupted:
+            raise
         except Exception as error:
             raise RuntimeError(
                 f"cannot read checkpoint {self.path} ({error}); delete it to train from scratch"

@@ -67,12 +67,15 @@ def _require_file(path, expected_md5):
         )
 
 
-def archive_to_read(settings, download_target):
+def archive_to_read(settings, download_target, prepared):
     """The archive the prep rule reads (the config's ``datasets.cifar10`` section):
-    the configured file, which must exist, or else where the download rule puts it."""
+    the configured file, which must exist unless the data set is ``prepared`` already
+    (then Snakemake needs it only to prepare it again), or else where the download rule
+    puts it."""
     if settings.get("archive") is None:
         return str(download_target)
-    _require_file(settings["archive"], settings.get("test_archive_md5") or ARCHIVE_MD5)
+    if not Path(prepared).exists():
+        _require_file(settings["archive"], settings.get("test_archive_md5") or ARCHIVE_MD5)
     return settings["archive"]
 
 
@@ -94,10 +97,13 @@ def download(url, dest, expected_md5=ARCHIVE_MD5, timeout_s=60):
 
     The bytes go to a temporary file next to ``dest`` and are renamed into place
     atomically, so an interrupted or corrupted transfer never leaves a half file that
-    looks complete.
+    looks complete. A temporary file left by a killed download is removed (Snakemake's
+    lock keeps two downloads from running at once).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed download
+        stale.unlink()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:

@@ -360,8 +360,8 @@ def _c5_rows(orders, truncated, keep_orders):
 
 
 def _float(value):
-    """A JSON-safe float: None for missing or NaN."""
-    if value is None or pd.isna(value):
+    """A JSON-safe float: None for missing, NaN or ±inf (e.g. a ratio to a zero accuracy)."""
+    if value is None or pd.isna(value) or not math.isfinite(value):
         return None
     return float(value)
 

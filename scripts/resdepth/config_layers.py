@@ -45,5 +45,8 @@ def layered_config(config_files, overrides):
     config = {}
     for path in config_files:
         with open(path) as file:
-            config = merged(config, yaml.safe_load(file) or {})
+            layer = yaml.safe_load(file)
+        if not layer:  # a mistake, not a request for the default
+            raise ValueError(f"config file {path} is empty")
+        config = merged(config, layer)
     return merged(config, typed(overrides))

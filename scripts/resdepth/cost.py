@@ -32,34 +32,36 @@ HOST_BASE_MB = 1500  # torch (+ CUDA context) before any tensor
 
 
 def _layers(arch, input_shape, num_classes, width, depth, stem_stride=1):
-    """(forward FLOPs per image, input gradient needed?) for every matmul/conv layer."""
+    """``(forward FLOPs per image, input gradient needed?, count)`` per kind of matmul/conv
+    layer: a tower's branches are ``depth`` copies of one, so the cost is O(1) in depth."""
     if arch == "mlp":
         stem = 2 * math.prod(input_shape) * width
-        branch = [2 * width * width] * 2
+        branch = 2 * width * width
     elif arch == "conv":
         channels, height, width_px = input_shape
         pixels = (height // stem_stride) * (width_px // stem_stride)
         kernel = stem_stride + 2  # see models.conv_resnet
         stem = 2 * kernel * kernel * channels * width * pixels
-        branch = [2 * 9 * width * width * pixels] * 2
+        branch = 2 * 9 * width * width * pixels
     else:
         raise ValueError(f"no cost model for arch {arch!r}")
     head = 2 * width * num_classes
-    # The stem's input is data: its backward computes the weight gradient only.
-    return [(stem, False), *[(f, True) for f in branch * depth], (head, True)]
+    # The stem's input is data: its backward computes the weight gradient only. Every
+    # branch has two layers.
+    return [(stem, False, 1), (branch, True, 2 * depth), (head, True, 1)]
 
 
 def forward_flops(arch, input_shape, num_classes, width, depth, **arch_options):
     """Matmul/conv FLOPs of one image's forward pass (1 multiply-add = 2 FLOPs)."""
     layers = _layers(arch, input_shape, num_classes, width, depth, **arch_options)
-    return sum(f for f, _ in layers)
+    return sum(f * count for f, _, count in layers)
 
 
 def train_flops(arch, input_shape, num_classes, width, depth, **arch_options):
     """FLOPs of one image's forward + backward: backward is one product for the weight
     gradient and, except at the stem, one for the input gradient."""
     layers = _layers(arch, input_shape, num_classes, width, depth, **arch_options)
-    return sum(f * (3 if input_grad else 2) for f, input_grad in layers)
+    return sum(f * (3 if input_grad else 2) * count for f, input_grad, count in layers)
 
 
 def parameter_count(arch, input_shape, num_classes, width, depth, scaling, stem_stride=1):

@@ -69,7 +69,7 @@ def write_prepared(tensors, pt_path, json_path, name, num_classes, **extra):
         "sha256": sha256(pt_path),
         **extra,
     }
-    json_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    json_path.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return manifest
 
 

@@ -163,6 +163,10 @@ def orders_figure(orders):
 def _accuracy_by_depth(frame, x, title_suffix, xlabel):
     """Test accuracy vs ``x`` per scaling (mean over seeds), one column per depth, with
     each scaling's full-model accuracy as a dashed line."""
+    if frame.empty:  # the table has rows for trained runs only
+        return plots.no_data_figure(
+            f"test accuracy vs {xlabel}", "No trained run: every run of the grid diverged."
+        )
     scalings = aggregate.sorted_scalings(frame["scaling"])
     depths = sorted(frame["depth"].unique())
     fig, axes = plots.new_figure(

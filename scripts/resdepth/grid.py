@@ -33,10 +33,27 @@ def grid_cells(grid):
     return [dict(zip(CELL_KEYS, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def add_run(runs, cell, section):
+    """Add ``cell`` to ``runs`` under its run id; the same cell twice is one run.
+
+    Two different cells with one run id (``lr`` 0.02 and 0.020000001 both print as
+    ``lr0.02``) would silently drop one of them: that is an error naming ``section``.
+    """
+    key = run_id(cell)
+    if runs.setdefault(key, cell) != cell:
+        raise ValueError(
+            f"config key {section}: two runs share the run id {key!r} "
+            f"({runs[key]} and {cell}); make the values differ in their first 6 digits"
+        )
+
+
 def grid_runs(config):
     """The runs of the ``grid`` section alone, ``{run_id: cell}``: the accuracy table,
     the training curves and the expansion study are about these."""
-    return {run_id(cell): cell for cell in grid_cells(config["grid"])}
+    runs = {}
+    for cell in grid_cells(config["grid"]):
+        add_run(runs, cell, "grid")
+    return runs
 
 
 def training_runs(config):
@@ -45,14 +62,14 @@ def training_runs(config):
     The grid's cells come first, then the λ sweep's; a cell already in the grid is not
     added twice, so the sweep adds only its own jobs.
     """
-    runs = {}
-    for cell in [*grid_runs(config).values(), *capacity_runs(config).values()]:
+    runs = grid_runs(config)
+    for cell in [*runs.values(), *capacity_runs(config).values()]:
         if cell["dataset"] not in config.get("datasets", {}):
             raise ValueError(
                 f"a training run uses dataset {cell['dataset']!r} but the config has no "
                 f"'datasets.{cell['dataset']}' section to prepare it"
             )
-        runs.setdefault(run_id(cell), cell)
+        add_run(runs, cell, "capacity")
     return runs
 
 
@@ -83,7 +100,10 @@ def capacity_runs(config):
     fixed = ("dataset", "arch", "depth", "width", "lr", "epochs", "batch_size")
     sweep_grid = {key: [sweep[key]] for key in fixed}
     sweep_grid.update(scaling=capacity_scalings(sweep), seed=sweep["seed"])
-    return {run_id(cell): cell for cell in grid_cells(sweep_grid)}
+    runs = {}
+    for cell in grid_cells(sweep_grid):
+        add_run(runs, cell, "capacity")
+    return runs
 
 
 def capacity_scalings(sweep):

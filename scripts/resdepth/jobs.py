@@ -6,17 +6,26 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
 def log_to(path):
-    """Send library log lines and uncaught errors of this job to its ``log:`` file."""
+    """Send library log lines and uncaught errors of this job to its ``log:`` file; an
+    uncaught error's message also goes to the console, where Snakemake would otherwise
+    show only "Error in rule ..., check log file(s)"."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     stream = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     logging.basicConfig(
         stream=stream, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
     )
-    sys.stderr = stream
+    console, sys.stderr = sys.stderr, stream
+
+    def report(kind, error, trace):
+        traceback.print_exception(kind, error, trace)  # the whole traceback, in the log
+        print(f"{kind.__name__}: {error} (traceback in {path})", file=console, flush=True)
+
+    sys.excepthook = report
 
 
 def _atomic(path, write):
@@ -28,7 +37,12 @@ def _atomic(path, write):
 
 
 def write_json(obj, path):
-    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+    """Strict JSON: NaN or ±inf is refused (json.dumps would write the invalid ``NaN``)."""
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}: {obj}") from error
+    _atomic(path, lambda p: p.write_text(text + "\n"))
 
 
 def write_csv(rows, path, columns):
@@ -45,3 +59,21 @@ def save_weights(model, path):
     import torch  # here, not at the top: table and plot jobs should not pay for torch
 
     _atomic(path, lambda p: torch.save(model.state_dict(), p))
+
+
+def load_weights(path, metrics, device="cpu"):
+    """The state dict in a run's ``model.pt``, checked against the ``model_sha256`` its
+    ``metrics.json`` (``metrics``, a dict) recorded: a changed byte is an error, not a
+    silently different network."""
+    import torch
+
+    from resdepth.data import sha256
+
+    if sha256(path) != metrics["model_sha256"]:
+        run_id = Path(path).parent.name
+        raise ValueError(
+            f"{path} is corrupted (its sha256 differs from model_sha256 in the run's "
+            f"metrics.json); delete results/runs/{run_id} and "
+            f"results/checkpoints/{run_id}.finished, then rerun the workflow to train it again"
+        )
+    return torch.load(path, map_location=device, weights_only=True)

@@ -109,6 +109,17 @@ def save_figure(fig, stem_path):
     return Path(f"{stem}.pdf"), Path(f"{stem}.png")
 
 
+@styled
+def no_data_figure(title, reason):
+    """A figure that says why there is nothing to draw (e.g. every run diverged): the
+    pipeline completes, and the report shows the reason where the plot would be."""
+    fig, axes = new_figure()
+    axes[0, 0].set_axis_off()
+    axes[0, 0].text(0.5, 0.5, textwrap.fill(reason, 40), ha="center", va="center")
+    fig.suptitle(title)
+    return fig
+
+
 def settings_title(frame, settings, width=60):
     """``lr=0.05, width=64``: the values of ``settings`` shared by ``frame``'s rows,
     wrapped to lines of at most ``width`` characters."""
@@ -190,6 +201,9 @@ def accuracy_vs_depth_figure(runs):
     Diverged runs have no accuracy: a cell with any is an 'x' at the bottom of the axes,
     labelled diverged/seeds. One panel per combination of the other settings that vary.
     """
+    if not (runs["status"] == "ok").any():
+        title = settings_title(runs, aggregate.SETTINGS)
+        return no_data_figure(title, f"No trained run: all {len(runs)} runs diverged.")
     summary = aggregate.summarise_accuracy(runs)
     varying = aggregate.varying_settings(runs)
     scalings = aggregate.sorted_scalings(runs["scaling"])
@@ -277,6 +291,10 @@ def training_curves_figure(runs, histories):
     has no curve; the panel lists those runs instead, in their scaling's colour. With
     several settings varying, each combination gets its own pair of rows.
     """
+    if histories["test_acc"].isna().all():  # epoch 0 (GC at init) has no accuracy
+        title = settings_title(runs, aggregate.SETTINGS)
+        reason = f"No curve: all {len(runs)} runs diverged in their first epoch."
+        return no_data_figure(title, reason)
     varying = aggregate.varying_settings(runs)
     groups = list(runs.groupby(varying, sort=False)) if varying else [(None, runs)]
     depths = sorted(runs["depth"].unique())

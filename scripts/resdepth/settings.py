@@ -1,14 +1,48 @@
-"""Which ``training`` settings define a run's result, and which only say how to execute it.
+"""Which settings define a result, and which only say how to compute it.
 
-Torch-free: the Snakefile picks a training job's params with it while planning.
+Torch-free: the Snakefile picks a job's params with it while planning. Only the
+result-defining settings are params, so changing an execution setting reruns nothing,
+and a training checkpoint saved under other execution settings still resumes.
+
+Execution-only, per section (dotted keys are nested):
+- ``training``: ``checkpoint_every``, ``gpu`` (when to save, what to ask the scheduler
+  for); ``cuda_graph`` (replays the very kernels of the eager step); ``device`` and
+  ``threads`` (where the same computation runs); ``eval_batch_size`` and
+  ``gc.chunk_size`` (how many inputs one evaluation or complexity batch holds: every
+  input is computed alone, only sums are grouped differently).
+- ``expansion``: ``device``, ``threads``, ``eval_batch_size``, for the same reasons.
+
+A device, thread count or batch grouping changes results by floating-point round-off at
+most (sums in another order), never what is computed. The speed options ``bf16``,
+``channels_last`` and ``compile`` stay result-defining: they change the arithmetic or
+the kernels themselves.
 """
 
-#: Settings that change how a run executes, never what it computes: they are not job
-#: params, so changing one reruns nothing, and a checkpoint saved under other values
-#: still resumes. (``cuda_graph`` replays the very kernels of the eager step.)
-EXECUTION_SETTINGS = ("checkpoint_every", "gpu", "cuda_graph")
+EXECUTION_SETTINGS = {
+    "training": (
+        "checkpoint_every",
+        "gpu",
+        "cuda_graph",
+        "device",
+        "threads",
+        "eval_batch_size",
+        "gc.chunk_size",
+    ),
+    "expansion": ("device", "threads", "eval_batch_size"),
+}
 
 
-def result_settings(training):
-    """The ``training`` settings that define a run's result: its job's params."""
-    return {key: value for key, value in training.items() if key not in EXECUTION_SETTINGS}
+def result_settings(values, section="training"):
+    """The settings of config ``section`` (its ``values``) that define a result."""
+    return _without(values, EXECUTION_SETTINGS[section])
+
+
+def _without(values, dotted_keys):
+    """``values`` less the (possibly nested, dotted) keys listed."""
+    result = {}
+    for key, value in values.items():
+        nested = [k.split(".", 1)[1] for k in dotted_keys if k.startswith(f"{key}.")]
+        if key in dotted_keys:
+            continue
+        result[key] = _without(value, nested) if nested and isinstance(value, dict) else value
+    return result

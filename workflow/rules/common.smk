@@ -1,12 +1,12 @@
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, config_layers, deps, grid, settings
+from resdepth import cifar10, config_layers, configcheck, deps, grid, settings
 
 # The embedded default, unless --configfile names complete configs of their own: merging
 # them into the default would silently fill a user config's missing keys from it.
@@ -20,7 +20,8 @@ if not workflow.config_settings.configfiles:
 config.update(
     config_layers.layered_config(workflow.configfiles, workflow.config_settings.config)
 )
-validate(config, "../schemas/config.schema.yaml")
+# The schema, then what it cannot express: both before any job is planned.
+configcheck.validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
 GRID_RUNS = grid.grid_runs(config)
@@ -80,7 +81,9 @@ def train_resource(name):
 def cifar10_archive(wildcards):
     """The archive to read: the config's `datasets.cifar10.archive`, else the download."""
     return cifar10.archive_to_read(
-        config["datasets"]["cifar10"], rules.download_cifar10.output[0]
+        config["datasets"]["cifar10"],
+        rules.download_cifar10.output[0],
+        prepared="results/data/cifar10.pt",
     )
 
 

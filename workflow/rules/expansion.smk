@@ -36,7 +36,12 @@ rule expansion_run:
     threads: EXPANSION["threads"]
     params:
         cell=run_cell,
-        settings=EXPANSION,
+        # What defines the tables: not the device, threads or evaluation batch
+        # (resdepth.settings), nor the truncation study, which is its own rule.
+        settings=settings.result_settings(
+            {key: value for key, value in EXPANSION.items() if key != "truncation"},
+            "expansion",
+        ),
         arch_options=run_arch_options,
     script:
         "../../scripts/expansion_run.py"

@@ -1,0 +1,196 @@
+"""What the config schema cannot say: every number is finite, and settings that depend on
+each other agree.
+
+common.smk runs ``validate`` (the schema, then ``check``) before planning anything: a
+config that would fail inside a job, or write a silently wrong result (NaN slopes, a
+dropped grid value), fails before any job runs, with the key that is wrong. Torch-free;
+the tests call ``validate`` in process.
+"""
+
+import math
+
+from resdepth import cost, grid
+
+#: Images of scikit-learn's digits, split into train and test by ``test_fraction``.
+DIGITS_IMAGES = 1797
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be run as asked; the message starts with its key."""
+
+    def __init__(self, key, problem):
+        super().__init__(f"config key {key}: {problem}")
+
+
+def validate(config, schema):
+    """The config against the JSON schema file ``schema``, then ``check``."""
+    from snakemake.utils import validate as validate_schema
+
+    validate_schema(config, schema)
+    check(config)
+
+
+def check(config):
+    """Raise ``ConfigError`` (or, for two runs with one id, ValueError) for the first
+    problem found in a config that passed the schema."""
+    check_finite(config)
+    check_sections(config)
+    grid.training_runs(config)  # distinct runs have distinct ids
+    check_digits_split(config)
+    check_conv_stem(config)
+    check_batchnorm_batches(config)
+    check_expansion(config)
+    check_claims(config)
+
+
+def check_finite(node, key=""):
+    """NaN and ±inf pass every ``type: number`` bound of a JSON schema (NaN compares
+    false with everything); they would train "diverged" runs or write invalid JSON."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            check_finite(value, f"{key}.{name}" if key else name)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_finite(value, f"{key}[{index}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(key, f"{node} is not a finite number")
+
+
+def used_models(config):
+    """``(key, dataset, arch)`` of every section that builds models."""
+    used = [
+        ("grid", dataset, arch)
+        for dataset in config["grid"]["dataset"]
+        for arch in config["grid"]["arch"]
+    ]
+    sections = {"init_norms": config["init_norms"]}
+    sections["expansion.truncation"] = config["expansion"]["truncation"]
+    if config.get("capacity"):
+        sections["capacity"] = config["capacity"]
+    return used + [(key, s["dataset"], s["arch"]) for key, s in sections.items()]
+
+
+def check_sections(config):
+    """Every data set and architecture in use has its own section: a missing dataset
+    section cannot be prepared, a missing ``arch_options`` section would silently build
+    the model with default options (for conv: stem stride 1, 4x the paper's compute)."""
+    for key, dataset, arch in used_models(config):
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"{key}.dataset", f"{dataset!r} needs a 'datasets.{dataset}' section")
+        if arch == "conv" and len(cost.DATASETS[dataset]["input_shape"]) != 3:
+            raise ConfigError(
+                f"{key}.arch", f"conv towers need C×H×W images; {dataset!r} has none (use mlp)"
+            )
+        if arch not in config["arch_options"]:
+            raise ConfigError(
+                f"{key}.arch",
+                f"{arch!r} needs an 'arch_options.{arch}' section "
+                f"(use '{arch}: {{}}' for the defaults)",
+            )
+
+
+def check_digits_split(config):
+    """A stratified split needs at least one image per class on both sides."""
+    digits = config["datasets"].get("digits")
+    if not digits:
+        return
+    n_test = math.ceil(digits["test_fraction"] * DIGITS_IMAGES)
+    classes = cost.DATASETS["digits"]["num_classes"]
+    if min(n_test, DIGITS_IMAGES - n_test) < classes:
+        raise ConfigError(
+            "datasets.digits.test_fraction",
+            f"{digits['test_fraction']} leaves {n_test} of {DIGITS_IMAGES} images for test; "
+            f"both splits need at least {classes} (one per class)",
+        )
+
+
+def check_conv_stem(config):
+    """The stem's stride must leave at least one pixel of every image it is used on."""
+    stride = config["arch_options"].get("conv", {}).get("stem_stride", 1)
+    for key, dataset, arch in used_models(config):
+        if arch == "conv":
+            smallest = min(cost.DATASETS[dataset]["input_shape"][1:])
+            if stride > smallest:
+                raise ConfigError(
+                    "arch_options.conv.stem_stride",
+                    f"{stride} exceeds the {smallest}-pixel images of {dataset!r} ({key})",
+                )
+
+
+def n_train(config, dataset):
+    """Training images of a data set under this config."""
+    if dataset == "digits":
+        test_fraction = config["datasets"]["digits"]["test_fraction"]
+        return DIGITS_IMAGES - math.ceil(test_fraction * DIGITS_IMAGES)
+    return cost.DATASETS[dataset]["n_train"]
+
+
+def check_batchnorm_batches(config):
+    """An MLP's BatchNorm cannot normalise a batch of one image: with ``bn`` no training
+    batch (the epoch's last included), no init-norm batch and no expansion calibration
+    batch may hold a single image."""
+    single = "a batch of one image, which the bn scaling cannot normalise"
+    grid_runs = grid.grid_runs(config)
+    bn_runs = {
+        run_id: cell
+        for run_id, cell in grid.training_runs(config).items()
+        if (cell["scaling"], cell["arch"]) == ("bn", "mlp")
+    }
+    for run_id, cell in bn_runs.items():
+        images = n_train(config, cell["dataset"])
+        if cell["batch_size"] == 1 or images % cell["batch_size"] == 1:
+            raise ConfigError(
+                "grid.batch_size" if run_id in grid_runs else "capacity.batch_size",
+                f"{cell['batch_size']} with {images} {cell['dataset']} training images "
+                f"leaves {single}",
+            )
+    norms = config["init_norms"]
+    if (norms["batch_size"], norms["arch"]) == (1, "mlp") and "bn" in norms["scaling"]:
+        raise ConfigError("init_norms.batch_size", f"1 is {single}")
+    if config["expansion"]["batch_size"] == 1 and bn_runs.keys() & grid_runs.keys():
+        raise ConfigError("expansion.batch_size", f"1 is {single}")
+
+
+def check_expansion(config):
+    """The truncation study needs orders below its depth (an order-K truncation of a
+    tower of K or fewer modules is exact: no error to fit a slope to) and a fit range
+    inside its λ range."""
+    truncation = config["expansion"]["truncation"]
+    key = "expansion.truncation"
+    if max(truncation["orders"]) >= truncation["depth"]:
+        raise ConfigError(
+            f"{key}.orders",
+            f"every order must be below {key}.depth ({truncation['depth']}): a truncation "
+            f"at order {max(truncation['orders'])} is exact, its error has no slope",
+        )
+    low, fit, high = (truncation[k] for k in ("lambda_min", "fit_max_lambda", "lambda_max"))
+    if not low < fit <= high:
+        raise ConfigError(
+            f"{key}.fit_max_lambda",
+            f"need lambda_min < fit_max_lambda <= lambda_max, got {low}, {fit}, {high}",
+        )
+
+
+def check_claims(config):
+    """Thresholds that can be met, about quantities the config measures."""
+    claims, expansion = config["claims"], config["expansion"]
+    c3 = claims["C3"]
+    if c3["stalled_below"] > c3["trained_above"]:
+        raise ConfigError(
+            "claims.C3.stalled_below",
+            f"{c3['stalled_below']} is above claims.C3.trained_above ({c3['trained_above']}):"
+            " a run would be both trained and stalled",
+        )
+    unmeasured = sorted(set(claims["C1"]["orders"]) - set(expansion["truncation"]["orders"]))
+    if unmeasured:
+        raise ConfigError(
+            "claims.C1.orders",
+            f"{unmeasured} not in expansion.truncation.orders, which the study measures",
+        )
+    too_high = [k for k in claims["C5"]["truncation_orders"] if k > expansion["max_order"]]
+    if too_high:
+        raise ConfigError(
+            "claims.C5.truncation_orders",
+            f"{too_high} above expansion.max_order ({expansion['max_order']}), "
+            "the highest order measured",
+        )
