@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -38,6 +39,19 @@ def test_fresh_model_is_the_model_training_starts_from():
     assert not torch.equal(first["stem.1.weight"], other["stem.1.weight"])
 
 
+def masks_at_x0_forward(model, x):
+    """The tower output with every ReLU mask frozen at its value on x_0 (where each module
+    sees x_0), written out for the MLP branch Linear-ReLU-Linear: a polynomial of degree n
+    in λ, which the Taylor terms of orders 0..n sum to exactly."""
+    x0 = model.stem(x)
+    h = x0
+    for branch, lam in zip(model.tower.branches, model.tower.scales(), strict=True):
+        first, _, second = branch
+        mask = first(x0) > 0
+        h = h + lam * second(first(h) * mask)
+    return x0, h
+
+
 def test_order_rows_of_a_tower_no_deeper_than_the_order_count_every_path():
     model, (x, _) = tiny_model(0.5, depth=3), inputs()
     rows = expansion_study.order_rows(model, x, max_order=5)
@@ -45,8 +59,17 @@ def test_order_rows_of_a_tower_no_deeper_than_the_order_count_every_path():
         (d, k) for d in ("taylor", "path") for k in range(4)
     ]
     path = [r for r in rows if r["decomposition"] == "path"]
-    assert all(r["remainder_rel_norm"] < 1e-12 for r in path)
-    assert all(r["reconstruction_error"] < 1e-12 for r in rows)
+    assert all(r["remainder_rel_norm"] < 1e-12 for r in path)  # the tail, propagated
+    assert all(r["reconstruction_error"] < 1e-12 for r in path)  # against a forward pass
+    # Taylor to order n leaves exactly what the mask changes since x_0 add.
+    with torch.no_grad():
+        double = copy.deepcopy(model).double()
+        x0, frozen = masks_at_x0_forward(double, x.double())
+        output = double.tower(x0)
+        expected = ((output - frozen).norm() / (output - x0).norm()).item()
+    assert expected > 1e-3  # masks do change: the check is not 0 == 0
+    for row in rows[:4]:
+        assert row["remainder_rel_norm"] == pytest.approx(expected, rel=1e-9)
     # The terms of orders >= 1 sum to x_n - x_0, so their norms cannot sum to less.
     assert sum(r["rel_norm"] for r in path[1:]) >= 1 - 1e-12
     assert [r["binomial_prior"] for r in path] == pytest.approx(

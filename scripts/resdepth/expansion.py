@@ -125,9 +125,13 @@ def _branch_on_slots(layers, slots, masks_from_sum):
 
 
 def _tower_and_scales(model, scales):
-    """The tower, its branches' layers and the per-branch scales as Python floats."""
+    """The tower, its branches' layers and the per-branch scales as Python floats.
+
+    Given scales are read in float64: a Python list would otherwise become a float32
+    tensor, and a float64 expansion would run at scales rounded to 7 digits.
+    """
     tower = tower_of(model)
-    scales = tower.scales() if scales is None else torch.as_tensor(scales)
+    scales = tower.scales() if scales is None else torch.as_tensor(scales, dtype=torch.float64)
     if scales.shape != (len(tower.branches),):
         raise ValueError(f"need one scale per branch ({len(tower.branches)}), got {scales.shape}")
     return tower, [branch_layers(b) for b in tower.branches], scales.detach().tolist()
