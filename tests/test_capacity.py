@@ -140,7 +140,8 @@ LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
         ([16, 8, 4, 2, 1], "maximum at smallest lambda", 0.0625),
         ([1, 2, 3, 2.8, 4], "maximum at largest lambda", 1.0),  # a small dip is smoothed away
         ([100, 1, 1, 1, 100], "several maxima", 0.0625),
-        ([3, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
+        ([3, 3, 3, 3, 3], "flat", 1.0),  # not a maximum at either end
+        ([1, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
         ([1, 4], "too few lambdas", None),
     ],
 )
@@ -197,6 +198,37 @@ def test_diverged_runs_are_listed_and_left_out_of_the_curve():
     assert "diverged from lambda = 1" in result["gc_final"]["verdict"]
     assert result["gc_final"]["per_seed"][0]["n_lambdas"] == 4
     assert result["gc_final"]["per_seed"][0]["shape"] == "interior maximum"
+
+
+def test_interior_maximum_pairs_seeds_and_measures_from_the_highest_interior_point():
+    # Seed 1 is seed 0 scaled by 10: the log10 differences are the same for both seeds.
+    table = sweep_table([[1, 4, 9, 4, 2], [10, 40, 90, 40, 20]], named=[("bn", 1.0, 1e3)])
+    result = capacity.interior_maximum(table[table["scaling"] != "bn"], "gc_final", 0.95)
+    assert result["interior_argmax_lambda"] == 0.25 and result["seeds"] == [0, 1]
+    smallest, largest = result["minus_smallest"], result["minus_largest"]
+    assert smallest["mean"] == pytest.approx(math.log10(9))
+    assert largest["mean"] == pytest.approx(math.log10(4.5))
+    # no seed spread, exact GC: a zero-width interval at the difference
+    assert smallest["low"] == pytest.approx(smallest["high"])
+    assert result["mean_log10"][0] == pytest.approx(0.5)
+
+
+def test_interior_maximum_interval_carries_the_gc_standard_error():
+    table = sweep_table([[1, 4, 9, 4, 2], [1, 4, 9, 4, 2]]).assign(gc_final_stderr=0.9)
+    smallest = capacity.interior_maximum(table, "gc_final", 0.95)["minus_smallest"]
+    # Var(log10 GC) = (0.9 / (GC ln 10))² at λ=0.25 (GC 9) and at the smallest λ (GC 1)
+    variance = 2 * ((0.9 / (9 * math.log(10))) ** 2 + (0.9 / math.log(10)) ** 2)
+    assert smallest["measurement_half_width"] == pytest.approx(1.959964 * variance**0.5 / 2)
+    assert smallest["high"] - smallest["mean"] == pytest.approx(smallest["measurement_half_width"])
+
+
+@pytest.mark.parametrize(
+    "n_seeds, largest_lambda, reason", [(1, 1.0, "1 seed"), (2, 0.125, "2 λ values")]
+)
+def test_interior_maximum_needs_two_seeds_and_three_lambdas(n_seeds, largest_lambda, reason):
+    table = sweep_table([[1, 4, 9, 4, 2]] * n_seeds)
+    table = table[table["lambda"] <= largest_lambda]
+    assert reason in capacity.interior_maximum(table, "gc_final", 0.95)["reason"]
 
 
 # --- figures -------------------------------------------------------------------------

@@ -5,11 +5,13 @@ the files of docs/file-contracts.md, ``None`` when this config does not produce 
 the config's ``claims.CN`` thresholds, and returns a ``ClaimCheck``: the statement, the
 test applied written out with its thresholds, the measured figures, and a verdict.
 
-Verdicts of C1-C4, which are statements: ``holds``, ``does not hold``, or ``not measured
-in this config`` when the data a test needs are absent (a scaling, enough depths, a
-result file). C5 is a question, not a statement: it is ``measured`` when the run has the
-numbers that answer it, else ``not measured in this config``; the answer is in the
-measured figures. Verdicts are only ever computed here, from the data.
+Verdicts of C1-C4, which are statements: ``holds``, ``does not hold``, ``inconclusive``
+(a comparison whose interval straddles its threshold: the difference is inside the seed
+and test-set noise), or ``not measured`` when the data a test needs are absent (a scaling,
+enough depths or seeds, a result file, a run that did not diverge), with the reason in
+the summary. C5 is a question, not a statement: it is ``measured`` when the run has the
+numbers that answer it, else ``not measured``; the answer is in the measured figures.
+Verdicts are only ever computed here, from the data.
 """
 
 import json
@@ -22,14 +24,18 @@ import numpy as np
 import pandas as pd
 
 from resdepth import aggregate
+from resdepth.capacity import interior_maximum
+from resdepth.intervals import paired_interval
+from resdepth.scalings import is_fixed_lambda
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
 MEASURED = "measured"
-NOT_MEASURED = "not measured in this config"
+NOT_MEASURED = "not measured"
 
 #: Every verdict a check may return; C5 uses only the last two.
-VERDICTS = (HOLDS, DOES_NOT_HOLD, MEASURED, NOT_MEASURED)
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, MEASURED, NOT_MEASURED)
 
 #: The claims as PAPER.md §3 states them, shortened.
 STATEMENTS = {
@@ -45,6 +51,24 @@ STATEMENTS = {
     "C5": "Question: how large are the order-1, order-2 and higher-order contributions at "
     "initialisation and after training, and how accurate is a classifier that keeps only "
     "the orders ≤ K?",
+}
+
+#: What could turn each claim's verdict, in words (claims.md prints it under the test).
+WHAT_WOULD_CHANGE = {
+    "C1": "A fitted slope moving out of (or into) the tolerance of K+1: a smooth-module "
+    "tower fitted over a λ range where round-off or the next order bends the line, or, "
+    "per input, a share of inputs below (or above) the required share.",
+    "C2": "A λ=1 growth rate below the threshold, or a λ=1/√n or λ=1/n norm at the "
+    "largest depth at or above the bound; with fewer common depths than min_depths it is "
+    "not measured.",
+    "C3": "Stability: a λ=1/√n or λ=1/n seed diverging or ending below the trained "
+    "threshold at any depth, or λ=1 training at the largest depth. Gap: more seeds (a "
+    "narrower seed interval) or a larger test set (a smaller binomial error) can turn an "
+    "inconclusive gap into holds or does not hold.",
+    "C4": "A run of the sweep diverging makes it not measured (training.grad_clip keeps "
+    "large-λ runs finite); more seeds narrow the intervals and can turn inconclusive into "
+    "either verdict; a wider λ range can move the peak or the ends.",
+    "C5": "Nothing: it is reported, not judged; absent tables make it not measured.",
 }
 
 #: The three unnormalised scalings C2 and C3 compare.
@@ -193,125 +217,212 @@ def check_c2(norms, thresholds):
 # --- C3 -----------------------------------------------------------------------------
 
 
-def _c3_group(cells, thresholds):
-    """C3 on the accuracy cells of one combination of settings; None if not measurable."""
-    by_scaling = {s: cells[cells["scaling"] == s] for s in UNNORMALISED}
-    common = set.intersection(*(set(c["depth"]) for c in by_scaling.values()))
+def _interval_verdict(interval):
+    """A claim "A > B" on the interval of A − B: holds when it lies above 0, does not hold
+    when it lies at or below 0 (A is not above B beyond the noise), else inconclusive."""
+    if interval["low"] > 0:
+        return HOLDS
+    if interval["high"] <= 0:
+        return DOES_NOT_HOLD
+    return INCONCLUSIVE
+
+
+def _combined(verdicts):
+    """One verdict from the verdicts of its parts: any part that does not hold decides;
+    all hold: holds; otherwise inconclusive if a part is, else (a part, or every part,
+    not measured) not measured."""
+    verdicts = list(verdicts)
+    if DOES_NOT_HOLD in verdicts:
+        return DOES_NOT_HOLD
+    if verdicts and all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE
+    return NOT_MEASURED
+
+
+def _c3_depth(cells, n_test, thresholds):
+    """C3's figures at one depth of one settings group: ``cells`` are its runs."""
+    outcome = {}
+    for scaling in (*UNNORMALISED, "bn"):
+        runs = cells[cells["scaling"] == scaling]
+        ok = runs[runs["status"] == "ok"]
+        outcome[scaling] = {
+            "n_seeds": len(runs),
+            "n_diverged": int((runs["status"] != "ok").sum()),
+            "test_acc": float(ok["test_acc"].mean()) if len(ok) else None,
+        }
+
+    def trained(s):
+        acc = outcome[s]["test_acc"]
+        return outcome[s]["n_diverged"] == 0 and acc >= thresholds["trained_above"]
+
+    one = outcome["one"]
+    result = {
+        "depth": int(cells["depth"].iloc[0]),
+        "runs": {s: v for s, v in outcome.items() if v["n_seeds"]},
+        "one_diverged_or_stalled": bool(
+            one["n_diverged"] > 0 or one["test_acc"] < thresholds["stalled_below"]
+        ),
+        "inv_sqrt_and_inv_trained": bool(trained("inv_sqrt") and trained("inv")),
+        "gap": None,
+        "gap_verdict": NOT_MEASURED,
+    }
+    if result["inv_sqrt_and_inv_trained"]:
+        accs = cells.pivot_table(index="seed", columns="scaling", values="test_acc")
+        paired = accs[["inv_sqrt", "inv"]].dropna()
+        binomial = (paired * (1 - paired) / n_test).sum(axis=1)  # Var of each seed's gap
+        gap = paired_interval(
+            paired["inv_sqrt"] - paired["inv"], binomial, thresholds["confidence"]
+        )
+        result["gap"] = gap
+        result["gap_verdict"] = NOT_MEASURED if gap is None else _interval_verdict(gap)
+    return result
+
+
+def _c3_group(runs, n_test, thresholds):
+    """C3 on the runs of one combination of settings; None without a depth at which all
+    three unnormalised scalings have runs."""
+    common = set.intersection(*(set(runs.loc[runs["scaling"] == s, "depth"]) for s in UNNORMALISED))
     if not common:
         return None
-    largest = max(common)
-    cell = {s: c[c["depth"] == largest].iloc[0] for s, c in by_scaling.items()}
-
-    def accuracy(row):
-        return float(row["test_acc_mean"]) if row["n_ok"] > 0 else None
-
-    def trained(row):
-        return row["n_diverged"] == 0 and accuracy(row) >= thresholds["trained_above"]
-
-    def failed(row):
-        return row["n_diverged"] > 0 or accuracy(row) < thresholds["stalled_below"]
-
-    acc = {s: accuracy(row) for s, row in cell.items()}
-    gap = None
-    if acc["inv_sqrt"] is not None and acc["inv"] is not None:
-        gap = acc["inv_sqrt"] - acc["inv"]
-    bn = cells[(cells["scaling"] == "bn") & (cells["depth"] == largest)]
-    bn_acc = accuracy(bn.iloc[0]) if len(bn) else None
-    result = {
-        **{s: _plain(cells.iloc[0][s]) for s in aggregate.SETTINGS},
-        "largest_depth": int(largest),
-        "test_acc": acc,
-        "diverged": {
-            s: f"{int(row['n_diverged'])}/{int(row['n_seeds'])}" for s, row in cell.items()
-        },
-        "one_diverged_or_stalled": bool(failed(cell["one"])),
-        "inv_sqrt_trained": bool(trained(cell["inv_sqrt"])),
-        "inv_trained": bool(trained(cell["inv"])),
-        "inv_sqrt_minus_inv": gap,
-        "bn_test_acc": bn_acc,
-    }
-    result["holds"] = bool(
-        result["one_diverged_or_stalled"]
-        and result["inv_sqrt_trained"]
-        and result["inv_trained"]
-        and gap >= thresholds["min_gap"]
+    depths = [_c3_depth(runs[runs["depth"] == d], n_test, thresholds) for d in sorted(common)]
+    largest = depths[-1]
+    stable = largest["one_diverged_or_stalled"] and all(
+        d["inv_sqrt_and_inv_trained"] for d in depths
     )
-    return result
+    gaps = [d["gap_verdict"] for d in depths if d["inv_sqrt_and_inv_trained"]]
+    return {
+        **{s: _plain(runs.iloc[0][s]) for s in aggregate.SETTINGS},
+        "largest_depth": largest["depth"],
+        "depths": depths,
+        "stability": HOLDS if stable else DOES_NOT_HOLD,
+        "gap": _combined(gaps),
+        "verdict": _combined([HOLDS if stable else DOES_NOT_HOLD, *gaps]),
+    }
 
 
 def _percent(value):
     return "diverged" if value is None else f"{100 * value:.1f}%"
 
 
-def check_c3(accuracy, thresholds):
-    """C3 from tables/accuracy.csv, at the largest depth all three unnormalised scalings
-    share, separately for each combination of the other grid settings."""
-    test = (
-        "At the largest depth where λ=1, λ=1/√n and λ=1/n were all trained (per "
-        "combination of the other grid settings): λ=1 diverged (any seed) or stalled (mean "
-        f"test accuracy < {thresholds['stalled_below']:g}); λ=1/√n and λ=1/n trained (no "
-        f"seed diverged, mean test accuracy ≥ {thresholds['trained_above']:g}); and "
-        f"acc(λ=1/√n) − acc(λ=1/n) ≥ {thresholds['min_gap']:g}. Holds if all hold in every "
-        "combination; BatchNorm is reported as the reference."
+def _c3_depth_text(d):
+    """One depth of C3 in words: accuracies, divergences and the gap with its interval."""
+    cells = ", ".join(
+        f"{aggregate.scaling_label(s)} {_percent(r['test_acc'])}"
+        + (f" ({r['n_diverged']}/{r['n_seeds']} diverged)" if r["n_diverged"] else "")
+        for s, r in d["runs"].items()
     )
-    if accuracy is None or accuracy.empty:
-        return _check("C3", test, NOT_MEASURED, _missing_text("no accuracy table"))
-    accuracy = accuracy.assign(scaling=_scaling_names(accuracy))
+    text = f"n={d['depth']}: {cells}"
+    gap = d["gap"]
+    if gap is not None:
+        text += (
+            f"; 1/√n − 1/n {100 * gap['mean']:+.1f} points, "
+            f"{100 * gap['confidence']:g}% interval [{100 * gap['low']:+.1f}, "
+            f"{100 * gap['high']:+.1f}] ({d['gap_verdict']})"
+        )
+    elif d["inv_sqrt_and_inv_trained"]:
+        text += "; gap not measured (under 2 seeds with both trained)"
+    return text
+
+
+def check_c3(runs, manifests, thresholds):
+    """C3 from runs.csv (per-seed accuracies) and the data manifests (test-set sizes), at
+    every depth all three unnormalised scalings share, separately for each combination of
+    the other grid settings."""
+    confidence = thresholds["confidence"]
+    test = (
+        "Per combination of the other grid settings, at every depth where λ=1, λ=1/√n and "
+        "λ=1/n all have runs. Stability: λ=1/√n and λ=1/n trained at every such depth (no "
+        f"seed diverged, mean test accuracy ≥ {thresholds['trained_above']:g}) and λ=1 "
+        "diverged (any seed) or stalled (mean test accuracy < "
+        f"{thresholds['stalled_below']:g}) at the largest; holds or does not hold. Gap, at "
+        "every depth where λ=1/√n and λ=1/n trained: acc(λ=1/√n) − acc(λ=1/n) paired by "
+        f"seed, with a {confidence:.0%} interval whose half-width is the larger of the "
+        "Student-t interval over seeds and the test-set binomial error of the two "
+        "accuracies; holds if the interval lies above 0, does not hold if it lies at or "
+        "below 0, else inconclusive. C3 holds if stability and every gap hold; does not "
+        "hold if either part does not hold anywhere; else inconclusive. More seeds narrow "
+        "the intervals and can turn an inconclusive gap into either verdict. BatchNorm is "
+        "reported as the reference."
+    )
+    if runs is None or runs.empty:
+        return _check("C3", test, NOT_MEASURED, _missing_text("no runs table"))
+    if not (runs["status"] == "ok").any():
+        text = _missing_text(f"no trained run (all {len(runs)} diverged)")
+        return _check("C3", test, NOT_MEASURED, text)
+    sizes = {m["dataset"]: m["n_test"] for m in manifests or []}
+    missing = sorted(set(runs["dataset"]) - set(sizes))
+    if missing:
+        raise ValueError(f"no data manifest (test-set size) for dataset(s) {', '.join(missing)}")
+    runs = runs.assign(scaling=_scaling_names(runs))
     groups = [
-        _c3_group(cells, thresholds) for _, cells in accuracy.groupby(list(aggregate.SETTINGS))
+        _c3_group(group, sizes[group["dataset"].iloc[0]], thresholds)
+        for _, group in runs.groupby(list(aggregate.SETTINGS))
     ]
     groups = [g for g in groups if g is not None]
     if not groups:
-        text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n were all trained")
+        text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n all have runs")
         return _check("C3", test, NOT_MEASURED, text)
-    parts = []
-    for g in groups:
-        cells = ", ".join(
-            f"{aggregate.scaling_label(s)} {_percent(g['test_acc'][s])} "
-            f"({g['diverged'][s]} seeds diverged)"
-            for s in UNNORMALISED
-        )
-        text = f"{g['dataset']}, n={g['largest_depth']}: {cells}"
-        if g["inv_sqrt_minus_inv"] is not None:
-            text += f", gap {100 * g['inv_sqrt_minus_inv']:+.1f} points"
-        if g["bn_test_acc"] is not None:
-            text += f", BatchNorm {_percent(g['bn_test_acc'])}"
-        parts.append(text)
-    verdict = HOLDS if all(g["holds"] for g in groups) else DOES_NOT_HOLD
-    return _check("C3", test, verdict, "; ".join(parts), {"groups": groups})
+    parts = [
+        f"{g['dataset']} (stability {g['stability']}, gap {g['gap']}): "
+        + "; ".join(_c3_depth_text(d) for d in g["depths"])
+        for g in groups
+    ]
+    verdict = _combined(g["verdict"] for g in groups)
+    return _check("C3", test, verdict, " | ".join(parts), {"groups": groups})
 
 
 # --- C4 -----------------------------------------------------------------------------
 
 
-def check_c4(unimodality, thresholds):
-    """C4 from capacity/unimodality.json: the fraction of seeds whose GC(λ) curve has a
-    single interior maximum must reach the threshold."""
-    metric, minimum = thresholds["metric"], thresholds["min_fraction_interior_maximum"]
+def check_c4(sweep, thresholds):
+    """C4 from capacity/gc_vs_lambda.csv: does the seed-mean GC(λ) curve have an interior
+    maximum above both ends by more than the seed noise?"""
+    metric, confidence = thresholds["metric"], thresholds["confidence"]
     test = (
-        f"Fraction of seeds whose {metric}(λ) curve over the λ sweep has a single interior "
-        f"maximum (the test of capacity/unimodality.json) ≥ {minimum:g}."
+        f"Over the fixed-λ runs of the λ sweep, every one finished (a diverged run truncates "
+        f"the curve: not measured) with ≥ 2 seeds at each of ≥ 3 λ: the interior λ with the "
+        f"highest seed-mean log10 {metric}, and the differences of its log10 {metric} from "
+        f"that at the smallest and at the largest λ, paired by seed, each with a "
+        f"{confidence:.0%} interval (half-width: the larger of the Student-t interval over "
+        "seeds and GC's own standard error). Holds (unimodal with an interior peak) if both "
+        "intervals lie above 0; does not hold if either lies at or below 0 (an end is as "
+        "high as any interior point: monotone, or flat); else inconclusive. More seeds "
+        "narrow the intervals; a sweep that trains past the stability limit (e.g. "
+        "training.grad_clip) turns not measured into a verdict."
     )
-    result = (unimodality or {}).get(metric)
-    if not result or result.get("fraction_interior_maximum") is None:
-        return _check("C4", test, NOT_MEASURED, _missing_text("no λ sweep with finished runs"))
-    fraction = result["fraction_interior_maximum"]
-    measured = {
-        "metric": metric,
-        "fraction_interior_maximum": fraction,
-        "n_seeds": len(result["per_seed"]),
-        "median_argmax_lambda": result["median_argmax_lambda"],
-        "seed_mean_shape": result["seed_mean"]["shape"],
-        "depth": unimodality.get("depth"),
-        "lambdas": unimodality.get("lambdas"),
-    }
+    if sweep is None or sweep.empty:
+        return _check("C4", test, NOT_MEASURED, _missing_text("no λ sweep"))
+    fixed = sweep[sweep["scaling"].map(is_fixed_lambda)]
+    finished = fixed[fixed["status"] == "ok"]
+    if finished.empty:
+        text = _missing_text(f"no trained run in the λ sweep (all {len(fixed)} diverged)")
+        return _check("C4", test, NOT_MEASURED, text)
+    diverged = fixed[fixed["status"] != "ok"]
+    if len(diverged):
+        lambdas = ", ".join(f"{v:.3g}" for v in sorted(diverged["lambda"].unique()))
+        text = (
+            f"divergence truncates the sweep: {len(diverged)} of {len(fixed)} runs diverged, "
+            f"at λ = {lambdas}, so GC(λ) is not measured there"
+        )
+        measured = {"diverged_lambdas": sorted(float(v) for v in diverged["lambda"].unique())}
+        return _check("C4", test, NOT_MEASURED, text, measured)
+    result = interior_maximum(finished, metric, confidence)
+    if "reason" in result:
+        return _check("C4", test, NOT_MEASURED, _missing_text(result["reason"]), result)
+    ends = [result["minus_smallest"], result["minus_largest"]]
+    verdict = _combined(_interval_verdict(i) for i in ends)
     summary = (
-        f"{metric}: {fraction:.0%} of {measured['n_seeds']} seeds have a single interior maximum"
+        f"{metric} over λ = {', '.join(f'{v:.3g}' for v in result['lambdas'])} "
+        f"({len(result['seeds'])} seeds): highest interior point λ = "
+        f"{result['interior_argmax_lambda']:.3g}; its log10 {metric} minus the smallest λ's "
+        + ", minus the largest λ's ".join(
+            f"{i['mean']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}]" for i in ends
+        )
+        + f" ({confidence:.0%} intervals)"
     )
-    if result["median_argmax_lambda"] is not None:
-        summary += f" (median at λ={result['median_argmax_lambda']:.3g})"
-    summary += f"; seed mean: {measured['seed_mean_shape']}"
-    return _check("C4", test, HOLDS if fraction >= minimum else DOES_NOT_HOLD, summary, measured)
+    return _check("C4", test, verdict, summary, result)
 
 
 # --- C5 -----------------------------------------------------------------------------
@@ -404,8 +515,9 @@ def _format_optional(value):
 TABLE_NAMES = (
     "truncation_slopes",
     "init_norms",
-    "accuracy",
-    "unimodality",
+    "runs",
+    "data_manifests",
+    "capacity_sweep",
     "orders",
     "truncated_accuracy",
 )
@@ -417,23 +529,30 @@ def check_all(tables, thresholds):
     return [
         check_c1(tables.get("truncation_slopes"), thresholds["C1"]),
         check_c2(tables.get("init_norms"), thresholds["C2"]),
-        check_c3(tables.get("accuracy"), thresholds["C3"]),
-        check_c4(tables.get("unimodality"), thresholds["C4"]),
+        check_c3(tables.get("runs"), tables.get("data_manifests"), thresholds["C3"]),
+        check_c4(tables.get("capacity_sweep"), thresholds["C4"]),
         check_c5(tables.get("orders"), tables.get("truncated_accuracy"), thresholds["C5"]),
     ]
 
 
 def read_tables(paths):
-    """Read the result files the checks use; ``paths`` maps a table name to its path or
-    None. CSV scalings stay text; JSON files are read as dicts."""
+    """Read the result files the checks use; ``paths`` maps a table name to its path, a
+    list of paths (read into a list) or None. CSV scalings stay text; JSON files are read
+    as dicts."""
+
+    def read(path):
+        if Path(path).suffix == ".json":
+            return json.loads(Path(path).read_text())
+        return pd.read_csv(path, dtype={"scaling": str})
+
     tables = {}
     for name, path in paths.items():
         if path is None:
             tables[name] = None
-        elif Path(path).suffix == ".json":
-            tables[name] = json.loads(Path(path).read_text())
+        elif isinstance(path, list | tuple):
+            tables[name] = [read(p) for p in path]
         else:
-            tables[name] = pd.read_csv(path, dtype={"scaling": str})
+            tables[name] = read(path)
     return tables
 
 
@@ -445,8 +564,9 @@ def claims_json(checks, thresholds):
 
 INTRODUCTION = (
     "Computed by the claims rule from this run's results, with the thresholds of the "
-    "config section claims. Verdicts: holds, does not hold, not measured in this config; "
-    "C5 is a question, measured when this run answers it."
+    "config section claims. Verdicts: holds, does not hold, inconclusive (the difference "
+    "a claim is about lies inside the seed and test-set noise), not measured (the reason "
+    "is given); C5 is a question, measured when this run answers it."
 )
 
 
@@ -463,6 +583,7 @@ def _blocks(checks):
             ("heading", f"{c.id}: {c.verdict}"),
             ("paragraph", "", c.statement),
             ("paragraph", "Test.", c.test),
+            ("paragraph", "What would change the verdict.", WHAT_WOULD_CHANGE[c.id]),
             (
                 "paragraph",
                 "Not measured:" if c.verdict == NOT_MEASURED else "Measured.",
@@ -508,10 +629,11 @@ def claims_markdown(checks):
     return "\n".join(lines)
 
 
-#: Verdict colours of the HTML page (green, red, blue, grey).
+#: Verdict colours of the HTML page (green, red, yellow, blue, grey).
 _VERDICT_COLORS = {
     HOLDS: "#d4edda",
     DOES_NOT_HOLD: "#f8d7da",
+    INCONCLUSIVE: "#fff3cd",
     MEASURED: "#d6e9f8",
     NOT_MEASURED: "#e9ecef",
 }
