@@ -5,8 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from conftest import TRAIN_SETTINGS
 
-from resdepth import capacity, grid, plots
+from resdepth import capacity, data, grid, plots, train
 
 SWEEP = dict(dataset="digits", arch="mlp", depth=16, width=8, lr=0.05, epochs=3, batch_size=64)
 SWEEP.update(lambda_min=1 / 16, lambda_max=1.0, lambda_count=5, scaling=["inv"], seed=[0, 1])
@@ -54,6 +56,39 @@ def test_sweep_runs_are_every_scaling_for_every_seed():
     assert "digits-mlp-n16-lam0.125-w8-lr0.05-e3-b64-s1" in runs
     assert "digits-mlp-n16-inv_sqrt-w8-lr0.05-e3-b64-s0" in runs
     assert "digits-mlp-n16-lam0.25-w8-lr0.05-e3-b64-s0" not in runs
+
+
+def test_clipped_sweep_runs_carry_the_clip_in_cell_and_run_id():
+    runs = grid.capacity_runs(config(grad_clip=1.0))
+    assert len(runs) == 5 * 2 and all(c["grad_clip"] == 1.0 for c in runs.values())
+    assert "digits-mlp-n16-inv-w8-lr0.05-e3-b64-s0-clip1" in runs
+    # not the grid's runs: every clipped run is trained by the sweep itself
+    assert not set(runs) & set(grid.grid_runs(config()))
+    assert set(grid.training_runs(config(grad_clip=1.0))) >= set(runs)
+    assert grid.capacity_runs(config(grad_clip=None)) == grid.capacity_runs(config())
+
+
+def test_clip_gradients_scales_the_total_norm_down_to_the_bound():
+    layer = torch.nn.Linear(3, 2)
+    for max_norm, expected in ((None, 10.0), (20.0, 10.0), (2.0, 2.0)):
+        layer.weight.grad = torch.full((2, 3), 10.0 / math.sqrt(8))
+        layer.bias.grad = torch.full((2,), 10.0 / math.sqrt(8))  # total norm 10
+        train.clip_gradients(layer, max_norm)
+        norm = torch.cat([layer.weight.grad.flatten(), layer.bias.grad]).norm().item()
+        assert norm == pytest.approx(expected, rel=1e-6)
+
+
+def test_clipping_keeps_a_run_past_the_stability_limit_finite():
+    """λ=1 at depth 16 and lr 0.02 diverges at its second step unclipped (the default
+    sweep's largest λ); clipped at 1 it trains."""
+    digits = data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+    cell = dict(dataset="digits", arch="mlp", depth=16, scaling="one", seed=0, width=64)
+    cell.update(lr=0.02, epochs=2, batch_size=128)
+    unclipped, _, _ = train.train_run(cell, digits, TRAIN_SETTINGS)
+    clipped, history, _ = train.train_run({**cell, "grad_clip": 1.0}, digits, TRAIN_SETTINGS)
+    assert unclipped["status"] == "diverged"
+    assert clipped["status"] == "ok" and clipped["grad_clip"] == 1.0
+    assert all(math.isfinite(row["train_loss"]) for row in history)
 
 
 def test_sweep_adds_only_runs_the_grid_does_not_have():

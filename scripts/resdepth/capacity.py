@@ -35,6 +35,7 @@ SWEEP_COLUMNS = (
     "scaling",
     "lambda",
     "seed",
+    "grad_clip",
     "status",
     "gc_init",
     "gc_final",
