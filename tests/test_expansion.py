@@ -13,17 +13,18 @@ KINDS = ("mlp", "conv", "mlp_bn", "conv_bn")
 WIDTH = 5  # features (mlp) or channels (conv)
 
 
-def make_branch(kind):
+def make_branch(kind, activation="relu"):
     """The branch the models build for ``kind`` (``_bn``: the BatchNorm variant)."""
     builder = models.conv_branch if kind.startswith("conv") else models.mlp_branch
-    return builder(WIDTH, batchnorm=kind.endswith("_bn"))
+    return builder(WIDTH, batchnorm=kind.endswith("_bn"), activation=activation)
 
 
-def random_tower(kind, depth, scaling=0.3, seed=0):
+def random_tower(kind, depth, scaling=0.3, seed=0, activation="relu"):
     """A float64 tower in eval mode with non-zero biases and non-trivial BN statistics, so
     that every bias and every BN affine map shows up in the terms."""
     torch.manual_seed(seed)
-    tower = models.ResidualTower([make_branch(kind) for _ in range(depth)], scaling).double()
+    branches = [make_branch(kind, activation) for _ in range(depth)]
+    tower = models.ResidualTower(branches, scaling).double()
     with torch.no_grad():
         for m in tower.modules():
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -265,8 +266,8 @@ def test_batchnorm_in_training_mode_is_rejected():
 
 
 def test_unsupported_layer_is_rejected():
-    tower = models.ResidualTower([nn.Sequential(nn.Linear(3, 3), nn.Tanh())], 0.5)
-    with pytest.raises(TypeError, match="Tanh"):
+    tower = models.ResidualTower([nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())], 0.5)
+    with pytest.raises(TypeError, match="Sigmoid"):
         expansion.taylor_terms(tower, torch.randn(2, 3), order=1)
 
 
@@ -288,3 +289,99 @@ def test_without_mask_changes_taylor_and_path_terms_coincide():
     assert_terms_close(taylor.terms, expansion.path_terms(tower, x0, 6).terms)
     big = random_tower("mlp", depth=6, scaling=3.0)
     assert 0 < expansion.mask_change_fraction(big, x0) < 1
+
+
+# --- smooth branches (claim C1's control) -----------------------------------------------
+
+
+def tanh_derivatives(a, count):
+    """tanh and its derivatives of orders 1 .. count − 1 at ``a``, written out (y = tanh a):
+    y⁽¹⁾ = 1 − y², y⁽²⁾ = −2y y⁽¹⁾, y⁽³⁾ = (6y² − 2) y⁽¹⁾, y⁽⁴⁾ = (16y − 24y³) y⁽¹⁾."""
+    y = torch.tanh(a)
+    d1 = 1 - y**2
+    return [y, d1, -2 * y * d1, (6 * y**2 - 2) * d1, (16 * y - 24 * y**3) * d1][:count]
+
+
+def test_smooth_taylor_terms_of_two_branches_are_the_series_of_tanh():
+    """x_2 = x_1 + t s2 f2(x_1), x_1 = x0 + t s1 f1(x0), f2 = W2 tanh(W1 x + b1) + b2.
+    With a = W1 x0 + b1 and d = W1 s1 f1(x0): tanh(a + t d) = Σ_j tanh⁽ʲ⁾(a) (t d)^j / j!,
+    so the order-k term (k ≥ 2) is s2 W2 tanh⁽ᵏ⁻¹⁾(a) d^(k−1) / (k−1)!."""
+    tower, x0 = random_tower("mlp", depth=2, activation="tanh", seed=4), random_input("mlp")
+    scales = [0.3, 0.7]
+    (first, _, last), (inner, _, outer) = tower.branches
+    with torch.no_grad():
+        f1 = last(torch.tanh(first(x0)))
+        a, d = inner(x0), (scales[0] * f1) @ inner.weight.T
+        derivatives = tanh_derivatives(a, 5)
+        expected = [x0, scales[0] * f1 + scales[1] * outer(derivatives[0])]
+        for k in range(2, 6):
+            series = derivatives[k - 1] * d ** (k - 1) / math.factorial(k - 1)
+            expected.append(scales[1] * series @ outer.weight.T)
+        x1 = x0 + scales[0] * f1
+        output = x1 + scales[1] * outer(torch.tanh(inner(x1)))
+    result = expansion.taylor_terms(tower, x0, order=5, scales=scales)
+    assert_terms_close(result.terms, torch.stack(expected), rtol=1e-12)
+    assert_difference_close(result.output, output, output)
+
+
+@pytest.mark.parametrize(
+    "kind, activation",
+    [("mlp", "tanh"), ("mlp_bn", "gelu"), ("conv", "gelu"), ("conv_bn", "tanh")],
+)
+def test_smooth_taylor_terms_are_the_derivatives_at_zero(kind, activation):
+    tower = random_tower(kind, depth=3, activation=activation, seed=2)
+    x0 = random_input(kind)
+    result = expansion.taylor_terms(tower, x0, order=3)
+    expected = taylor_by_autodiff(tower, x0, order=3).detach()
+    assert_terms_close(result.terms, expected)
+    output = tower(x0).detach()
+    assert_difference_close(result.remainder, output - expected.sum(0), output)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv_bn"])
+def test_nested_derivatives_of_a_relu_tower_are_its_mask_propagated_terms(kind):
+    """Two implementations of the Taylor terms, on the same ReLU tower."""
+    tower, x0 = random_tower(kind, depth=4, seed=6), random_input(kind)
+    scales = tower.scales().tolist()
+    with torch.no_grad():
+        by_jvp = expansion._taylor_by_jvp(tower, x0, 3, scales)
+    assert_terms_close(expansion.taylor_terms(tower, x0, order=3).terms, by_jvp)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_smooth_truncation_error_scales_like_lambda_to_the_order_plus_one(kind, order):
+    """Claim C1 where its assumptions hold: no masks, so conv towers too."""
+    tower = random_tower(kind, depth=6, activation="tanh", seed=7)
+    x0 = random_input(kind)
+    lambdas = np.geomspace(1e-3, 1e-2, 5)
+    errors = [
+        expansion.taylor_terms(tower, x0, order, scales=[lam] * 6).remainder.norm()
+        for lam in lambdas
+    ]
+    slope = np.polyfit(np.log(lambdas), np.log(errors), 1)[0]
+    assert slope == pytest.approx(order + 1, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda t, x: expansion.path_terms(t, x, 1),
+        lambda t, x: expansion.mask_change_fraction(t, x),
+        lambda t, x: expansion.path_terms_by_enumeration(t, x),
+    ],
+)
+def test_methods_that_need_masks_refuse_smooth_branches(method):
+    tower = random_tower("mlp", depth=2, activation="gelu")
+    with pytest.raises(ValueError, match="needs ReLU branches"):
+        method(tower, random_input("mlp"))
+
+
+def test_mask_changes_per_input_sum_to_the_fraction():
+    tower, x0 = random_tower("mlp", depth=6, scaling=3.0), random_input("mlp", batch=5)
+    changed, units = expansion.mask_changes_per_input(tower, x0)
+    assert units == 6 * WIDTH and changed.shape == (5,)
+    assert expansion.mask_change_fraction(tower, x0) == changed.sum().item() / (5 * units)
+    # one input alone has the same changes as in the batch
+    alone, _ = expansion.mask_changes_per_input(tower, x0[2:3])
+    assert alone.item() == changed[2].item()

@@ -22,13 +22,20 @@ multiplied by the mask. The coefficients travel stacked on the batch dimension, 
 module runs once per layer on O(K) times the batch: O(n·K) work for a tower of n modules,
 never the 2^n of enumerating paths, and O(K) memory independent of n.
 
-Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm and
-ReLU layers. BatchNorm is used in eval mode only: there it is a fixed per-channel affine map
-of each sample; in training mode it normalises with batch statistics, is not a function of
-one sample, and has no per-sample expansion.
+Smooth branches (Tanh, GELU: ``models.ACTIVATIONS``) have Taylor terms too, the smooth
+control of claim C1: the tower is then analytic in t and its order-k coefficient is
+(1/k!) d^k x_n/dt^k at t = 0, computed exactly by nested forward-mode derivatives
+(``torch.func.jvp``; cost 2^(k+1) tower passes up to order k). They have no masks, hence no
+path terms: ``path_terms`` and the mask functions refuse them.
+
+Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm,
+ReLU, Tanh and GELU layers. BatchNorm is used in eval mode only: there it is a fixed
+per-channel affine map of each sample; in training mode it normalises with batch
+statistics, is not a function of one sample, and has no per-sample expansion.
 """
 
 import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -39,6 +46,7 @@ from resdepth.models import ResidualTower
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_SMOOTH = (nn.Tanh, nn.GELU)
 
 
 class Expansion(NamedTuple):
@@ -69,12 +77,29 @@ def branch_layers(branch):
             "BatchNorm must be in eval mode with running statistics (call model.eval()): "
             "in training mode it is not a per-sample function and has no expansion"
         )
-    if not isinstance(branch, (nn.ReLU, nn.Linear, *_CONVS, *_BATCHNORMS)):
+    if not isinstance(branch, (nn.ReLU, *_SMOOTH, nn.Linear, *_CONVS, *_BATCHNORMS)):
         raise TypeError(
             f"unsupported layer {type(branch).__name__} in a residual branch: expected "
-            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval) and ReLU"
+            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval), ReLU, Tanh and GELU"
         )
     return [branch]
+
+
+def is_piecewise_linear(model):
+    """True if every nonlinearity of the tower's branches is a ReLU (masks exist)."""
+    tower = tower_of(model)
+    layers = [layer for b in tower.branches for layer in branch_layers(b)]
+    return not any(isinstance(layer, _SMOOTH) for layer in layers)
+
+
+def _require_masks(model, what):
+    """Refuse smooth branches where the method needs ReLU masks."""
+    if not is_piecewise_linear(model):
+        raise ValueError(
+            f"{what} needs ReLU branches (masks that freeze each module into an affine "
+            "map); this tower has smooth activations (Tanh/GELU), which have no masks. "
+            "Its Taylor terms (taylor_terms) are exact."
+        )
 
 
 def _batchnorm_scale(layer):
@@ -162,9 +187,14 @@ def taylor_terms(model, x0, order, scales=None):
     J_{f_j}(x0) f_i(x0). ``remainder`` = x_n − Σ_{k≤K} terms[k] at those scales.
     Cost: K + 1 branch applications per module (K coefficients, stacked, plus the forward
     pass for x_n), so O(n·K) for n modules; memory O(K) activations. No gradients.
+    Smooth branches: nested forward-mode derivatives instead (``_taylor_by_jvp``).
     """
     _check_order(order)
     tower, layers, scales = _tower_and_scales(model, scales)
+    if not is_piecewise_linear(tower):
+        coeffs = _taylor_by_jvp(tower, x0, order, scales)
+        output = tower_forward(tower, x0, scales)
+        return Expansion(coeffs, output - coeffs.sum(0), output)
     coeffs = x0.new_zeros((order + 1, *x0.shape))
     coeffs[0] = x0
     if order > 0:
@@ -174,6 +204,30 @@ def taylor_terms(model, x0, order, scales=None):
             coeffs[1:].add_(out, alpha=s)
     output = tower_forward(tower, x0, scales)
     return Expansion(coeffs, output - coeffs.sum(0), output)
+
+
+def _taylor_by_jvp(tower, x0, order, scales):
+    """(1/k!) d^k x_n/dt^k at t = 0 for k = 0..order, λ_l = t·s_l, each by k nested
+    jvps of the tower as a function of t: exact up to round-off for any differentiable
+    branch, at 2^k tower passes for order k."""
+
+    def output(t):
+        x = x0
+        for branch, s in zip(tower.branches, scales, strict=True):
+            x = x + (t * s) * branch(x)
+        return x
+
+    t0 = x0.new_zeros(())
+    derivative, terms = output, []
+    for k in range(order + 1):
+        terms.append(derivative(t0) / math.factorial(k))
+        derivative = _derivative(derivative, torch.ones_like(t0))
+    return torch.stack(terms)
+
+
+def _derivative(f, one):
+    """t ↦ df/dt by forward mode."""
+    return lambda t: torch.func.jvp(f, (t,), (one,))[1]
 
 
 @torch.no_grad()
@@ -188,6 +242,7 @@ def path_terms(model, x0, max_order, scales=None):
     O(K) activations. No gradients.
     """
     _check_order(max_order)
+    _require_masks(model, "path_terms")
     _, layers, scales = _tower_and_scales(model, scales)
     terms = x0.new_zeros((max_order + 2, *x0.shape))  # P_0 .. P_K, tail
     terms[0] = x0
@@ -201,24 +256,35 @@ def path_terms(model, x0, max_order, scales=None):
 
 
 @torch.no_grad()
-def mask_change_fraction(model, x0, scales=None):
-    """Fraction of ReLU units (over the batch and every module) whose mask on the real
-    forward pass differs from the mask at λ = 0, where each module sees x0.
+def mask_changes_per_input(model, x0, scales=None):
+    """Per input (batch row): how many ReLU units (over every module) have a mask on the
+    real forward pass that differs from the mask at λ = 0, where each module sees x0;
+    and how many ReLU units one input has. ``(changed (B,), units per input)``.
 
-    Where it is 0 the Taylor and path terms coincide and the Taylor remainder is exactly
-    the higher-order terms; each change adds a piece that is not polynomial in λ.
+    An input with no change has its Taylor remainder exactly the higher-order terms;
+    each change adds a piece that is not polynomial in λ.
     """
+    _require_masks(model, "mask_changes_per_input")
     tower, layers, scales = _tower_and_scales(model, scales)
-    changed = total = 0
+    changed = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+    units = 0
     x = x0
     for module_layers, branch, s in zip(layers, tower.branches, scales, strict=True):
         for real, at_zero in zip(
             _relu_masks(module_layers, x), _relu_masks(module_layers, x0), strict=True
         ):
-            changed += int((real != at_zero).sum())
-            total += real.numel()
+            changed += (real != at_zero).flatten(1).sum(1)
+            units += real[0].numel()
         x = x + s * branch(x)
-    return changed / total if total else 0.0
+    return changed, units
+
+
+def mask_change_fraction(model, x0, scales=None):
+    """Fraction of ReLU units (over the batch and every module) off their λ = 0 mask
+    (``mask_changes_per_input`` summed). Where it is 0 the Taylor and path terms
+    coincide."""
+    changed, units = mask_changes_per_input(model, x0, scales)
+    return changed.sum().item() / (units * len(changed)) if units else 0.0
 
 
 @torch.no_grad()
@@ -228,6 +294,7 @@ def path_terms_by_enumeration(model, x0, scales=None):
     s_{ik} A_{ik} … s_{i2} A_{i2} s_{i1} f̂_{i1}(x0), where f̂_l is module l with its ReLU
     masks frozen on the real forward pass and A_l v = f̂_l(v) − f̂_l(0) its linear part.
     """
+    _require_masks(model, "path_terms_by_enumeration")
     tower, layers, scales = _tower_and_scales(model, scales)
     n = len(layers)
     masks, x = [], x0
