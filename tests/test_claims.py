@@ -16,58 +16,113 @@ THRESHOLDS = default_config()["claims"]
 # --- C1: truncation slopes -------------------------------------------------------------
 
 
-def slopes_table(slope_by_order, decomposition="taylor", seeds=(0, 1)):
+def slopes_table(slope_by_order, activation="tanh", seeds=(0, 1), decomposition="taylor"):
+    return pd.DataFrame(
+        [
+            {
+                "dataset": "digits",
+                "arch": "mlp",
+                "activation": activation,
+                "width": 64,
+                "depth": 16,
+                "seed": seed,
+                "decomposition": decomposition,
+                "order": order,
+                "slope": slope,
+                "fit_lambda_min": 1e-4,
+                "fit_lambda_max": 1e-2,
+                "n_points": 9,
+            }
+            for seed in seeds
+            for order, slope in slope_by_order.items()
+        ]
+    )
+
+
+#: ReLU batch slopes: orders 2 and 3 stuck near 2.5 (mask changes), as measured.
+RELU_BATCH = {1: 2.0, 2: 2.5, 3: 2.5}
+
+
+def per_input_table(slopes_by_order, n_unfitted=0):
+    """ReLU per-input slopes: ``slopes_by_order[K]`` lists one input's slope each; plus
+    ``n_unfitted`` inputs per order with no fit (a mask change too early)."""
     rows = []
-    for seed in seeds:
-        for order, slope in slope_by_order.items():
-            for statistic in ("batch", "median_sample"):
-                rows.append(
-                    {
-                        "dataset": "digits",
-                        "arch": "mlp",
-                        "width": 64,
-                        "depth": 16,
-                        "seed": seed,
-                        "decomposition": decomposition,
-                        "order": order,
-                        "statistic": statistic,
-                        "slope": slope,
-                        "fit_lambda_min": 1e-4,
-                        "fit_lambda_max": 1e-2,
-                        "n_points": 9,
-                    }
-                )
+    for order, slopes in slopes_by_order.items():
+        for i, slope in enumerate([*slopes, *[float("nan")] * n_unfitted]):
+            rows.append({"activation": "relu", "input": i, "order": order, "slope": slope})
     return pd.DataFrame(rows)
 
 
+GOOD_INPUTS = {k: [k + 1.0] * 9 + [k + 1.2] for k in (1, 2, 3)}
+
+
+def truncation_rows(growth=1.0):
+    """ReLU mask-change fractions growing as λ^growth."""
+    return pd.DataFrame(
+        [
+            {"activation": "relu", "decomposition": "taylor", "lambda": lam}
+            | {"order": 1, "mask_change_fraction": 0.3 * lam**growth}
+            for lam in (1e-4, 1e-3, 1e-2, 1e-1)
+        ]
+    )
+
+
+def c1_tables(smooth=None, relu=RELU_BATCH, inputs=GOOD_INPUTS, n_unfitted=0):
+    smooth = {1: 2.0, 2: 3.02, 3: 3.95} if smooth is None else smooth
+    slopes = pd.concat(
+        [
+            slopes_table(smooth),
+            slopes_table(relu, activation="relu"),
+            slopes_table({1: 2.0, 2: 3.0, 3: 4.0}, activation="relu", decomposition="path"),
+        ]
+    )
+    return slopes, per_input_table(inputs, n_unfitted), truncation_rows()
+
+
 @pytest.mark.parametrize(
-    "slopes, verdict",
+    "tables, verdict",
     [
-        (slopes_table({1: 2.02, 2: 2.95, 3: 4.1}), HOLDS),
-        # order 2 stuck at slope 2: the λ² remainder is not removed
-        (slopes_table({1: 2.0, 2: 2.0, 3: 2.0}), DOES_NOT_HOLD),
-        (slopes_table({1: 2.0, 2: 3.5, 3: 4.0}), DOES_NOT_HOLD),
-        (slopes_table({1: 2.0, 2: 3.0}), NOT_MEASURED),  # order 3 not computed
-        (slopes_table({1: 2.0, 2: 3.0, 3: 4.0}, decomposition="path"), NOT_MEASURED),
-        (slopes_table({1: 2.0, 2: float("nan"), 3: 4.0}), NOT_MEASURED),
-        (None, NOT_MEASURED),
+        (c1_tables(), HOLDS),  # the ReLU batch slopes of 2.5 do not count against it
+        (c1_tables(smooth={1: 2.0, 2: 2.0, 3: 2.0}), DOES_NOT_HOLD),
+        (c1_tables(smooth={1: 2.0, 2: 3.31, 3: 4.0}), DOES_NOT_HOLD),
+        (c1_tables(inputs={k: [k + 1.0] * 9 + [k + 2] for k in (1, 2, 3)}), HOLDS),  # 90%
+        (c1_tables(inputs={k: [k + 1.0] * 8 + [k + 2] * 2 for k in (1, 2, 3)}), DOES_NOT_HOLD),
+        (c1_tables(n_unfitted=5), HOLDS),  # unfitted inputs are not in the share
+        (c1_tables(inputs={1: [2.0], 2: [3.0], 3: []}), NOT_MEASURED),  # none fitted, K=3
+        (c1_tables(smooth={1: 2.0, 2: 3.0}), NOT_MEASURED),  # order 3 not computed
+        ((c1_tables()[0].query("activation == 'relu'"), *c1_tables()[1:]), NOT_MEASURED),
+        ((c1_tables()[0], None, None), NOT_MEASURED),  # no per-input table
+        ((None, None, None), NOT_MEASURED),
     ],
 )
-def test_c1_verdict_follows_the_slopes(slopes, verdict):
-    check = claims.check_c1(slopes, THRESHOLDS["C1"])
+def test_c1_verdict_rests_on_the_smooth_control_and_the_per_input_test(tables, verdict):
+    check = claims.check_c1(*tables, THRESHOLDS["C1"])
     assert check.verdict == verdict
-    if verdict != NOT_MEASURED:
-        assert set(check.measured["slopes"]) == {"1", "2", "3"}
 
 
-def test_c1_reports_the_other_decomposition_without_testing_it():
-    slopes = pd.concat(
-        [slopes_table({1: 2.0, 2: 3.0, 3: 4.0}), slopes_table({1: 2.0, 2: 2.0}, "path")]
-    )
-    check = claims.check_c1(slopes, THRESHOLDS["C1"])
-    assert check.verdict == HOLDS
-    assert check.measured["other_decompositions"] == {"path": {"1": 2.0, "2": 2.0}}
-    assert "(path decomposition: 2.00, 2.00)" in check.summary
+def test_c1_slope_exactly_at_the_tolerance_is_within_it():
+    at_tolerance = {**THRESHOLDS["C1"], "slope_tolerance": 0.25}  # exact in binary
+    tables = c1_tables(smooth={1: 2.0, 2: 3.25, 3: 4.0})
+    assert claims.check_c1(*tables, at_tolerance).verdict == HOLDS
+    tables = c1_tables(smooth={1: 2.0, 2: 3.0, 3: 4.0}, inputs={k: [k + 1.25] for k in (1, 2, 3)})
+    assert claims.check_c1(*tables, at_tolerance).verdict == HOLDS
+
+
+def test_c1_reports_the_relu_batch_exponent_and_its_mechanism():
+    check = claims.check_c1(*c1_tables(), THRESHOLDS["C1"])
+    relu = check.measured["relu_batch"]
+    assert relu["batch_slopes"] == {"1": 2.0, "2": 2.5, "3": 2.5}
+    assert relu["mask_change_fraction_slope"] == pytest.approx(1.0)
+    assert relu["mask_change_fraction_at_fit_max"] == pytest.approx(0.3 * 1e-2)
+    assert "grows as λ^1" in check.summary and "reported, not judged" in check.summary
+    share = check.measured["relu_per_input"]["orders"]["2"]
+    assert share == {
+        "n_inputs": 10,
+        "n_fitted": 10,
+        "share_within_tolerance": 1.0,
+        "median_slope": 3.0,
+    }
+    assert check.measured["smooth_control"]["slopes"]["tanh"]["2"] == pytest.approx(3.02)
 
 
 # --- C2: init norms --------------------------------------------------------------------
@@ -396,7 +451,13 @@ def test_c5_is_not_measured_without_its_tables(tables):
 def all_tables():
     orders, truncated = expansion_tables()
     return {
-        "truncation_slopes": slopes_table({1: 2.0, 2: 3.0, 3: 4.0}),
+        **dict(
+            zip(
+                ("truncation_slopes", "truncation_per_input", "truncation"),
+                c1_tables(),
+                strict=True,
+            )
+        ),
         "init_norms": norms_table(EXPLODES),
         "runs": runs_table(),
         "data_manifests": MANIFESTS,
@@ -424,7 +485,7 @@ def test_documents_carry_every_claim_and_verdict():
 
 
 def test_html_escapes_text():
-    check = claims.check_c1(None, THRESHOLDS["C1"])
+    check = claims.check_c1(None, None, None, THRESHOLDS["C1"])
     check.summary = "a <b> & c"
     assert "a &lt;b&gt; &amp; c" in claims.claims_html([check])
 

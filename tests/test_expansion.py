@@ -338,16 +338,6 @@ def test_smooth_taylor_terms_are_the_derivatives_at_zero(kind, activation):
     assert_difference_close(result.remainder, output - expected.sum(0), output)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv_bn"])
-def test_nested_derivatives_of_a_relu_tower_are_its_mask_propagated_terms(kind):
-    """Two implementations of the Taylor terms, on the same ReLU tower."""
-    tower, x0 = random_tower(kind, depth=4, seed=6), random_input(kind)
-    scales = tower.scales().tolist()
-    with torch.no_grad():
-        by_jvp = expansion._taylor_by_jvp(tower, x0, 3, scales)
-    assert_terms_close(expansion.taylor_terms(tower, x0, order=3).terms, by_jvp)
-
-
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_smooth_truncation_error_scales_like_lambda_to_the_order_plus_one(kind, order):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resdepth.intervals import paired_interval
+from resdepth.fits import paired_interval
 from resdepth.scalings import is_fixed_lambda
 
 #: Columns of gc_vs_lambda.csv (docs/file-contracts.md).

@@ -23,10 +23,12 @@ module runs once per layer on O(K) times the batch: O(n·K) work for a tower of 
 never the 2^n of enumerating paths, and O(K) memory independent of n.
 
 Smooth branches (Tanh, GELU: ``models.ACTIVATIONS``) have Taylor terms too, the smooth
-control of claim C1: the tower is then analytic in t and its order-k coefficient is
-(1/k!) d^k x_n/dt^k at t = 0, computed exactly by nested forward-mode derivatives
-(``torch.func.jvp``; cost 2^(k+1) tower passes up to order k). They have no masks, hence no
-path terms: ``path_terms`` and the mask functions refuse them.
+control of claim C1: the tower is then analytic in t, and the same propagation of
+coefficients carries them through each activation σ exactly by Faà di Bruno's formula,
+σ(h_0 + u) = Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, the elementwise
+derivatives σ^(m) by nested forward-mode autodiff (``torch.func.jvp``). A ReLU is the
+case σ' = its mask at h_0, σ'' = 0. Smooth branches have no masks, hence no path terms:
+``path_terms`` and the mask functions refuse them.
 
 Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm,
 ReLU, Tanh and GELU layers. BatchNorm is used in eval mode only: there it is a fixed
@@ -142,11 +144,41 @@ def _branch_on_slots(layers, slots, masks_from_sum):
         if isinstance(layer, nn.ReLU):
             h = h * ((h.sum(0) if masks_from_sum else h[0]) > 0)
             continue
+        if isinstance(layer, _SMOOTH):  # Taylor only: path_terms refuses smooth branches
+            h = _activation_on_series(layer, h)
+            continue
         h = _linear_part(layer, h.flatten(0, 1)).unflatten(0, (n_slots, batch))
         offset = _offset(layer, h.dim() - 1)
         if offset is not None:
             h[0] += offset
     return h
+
+
+def _activation_on_series(activation, h):
+    """The coefficients of σ(Σ_j h_j t^j) up to the order of ``h`` (slots, stacked):
+    Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, whose m-th power starts at t^m.
+    σ^(m) by m nested jvps of the elementwise σ (tangent 1: its Jacobian is diagonal)."""
+    u = h.clone()
+    u[0] = 0
+    power = torch.zeros_like(h)
+    power[0] = 1  # u^0
+    out = torch.zeros_like(h)
+    derivative = activation
+    for m in range(len(h)):
+        out += derivative(h[0]) * power / math.factorial(m)
+        power = _series_product(power, u)
+        derivative = _derivative(derivative)
+    return out
+
+
+def _series_product(a, b):
+    """Cauchy product of two truncated power series (coefficients stacked on dim 0)."""
+    return torch.stack([sum(a[i] * b[k - i] for i in range(k + 1)) for k in range(len(a))])
+
+
+def _derivative(f):
+    """x ↦ f'(x) for an elementwise f, by forward mode."""
+    return lambda x: torch.func.jvp(f, (x,), (torch.ones_like(x),))[1]
 
 
 def _tower_and_scales(model, scales):
@@ -187,47 +219,19 @@ def taylor_terms(model, x0, order, scales=None):
     J_{f_j}(x0) f_i(x0). ``remainder`` = x_n − Σ_{k≤K} terms[k] at those scales.
     Cost: K + 1 branch applications per module (K coefficients, stacked, plus the forward
     pass for x_n), so O(n·K) for n modules; memory O(K) activations. No gradients.
-    Smooth branches: nested forward-mode derivatives instead (``_taylor_by_jvp``).
+    Smooth activations add O(K³) elementwise work per activation (``_activation_on_series``).
     """
     _check_order(order)
     tower, layers, scales = _tower_and_scales(model, scales)
-    if not is_piecewise_linear(tower):
-        coeffs = _taylor_by_jvp(tower, x0, order, scales)
-        output = tower_forward(tower, x0, scales)
-        return Expansion(coeffs, output - coeffs.sum(0), output)
     coeffs = x0.new_zeros((order + 1, *x0.shape))
     coeffs[0] = x0
     if order > 0:
         for module_layers, s in zip(layers, scales, strict=True):
-            # t·s·f(Σ_k t^k c_k) with masks at x0: the output's t^k needs f's t^(k-1) term.
+            # t·s·f(Σ_k t^k c_k) (ReLU masks at x0): the output's t^k needs f's t^(k-1) term.
             out = _branch_on_slots(module_layers, coeffs[:-1], masks_from_sum=False)
             coeffs[1:].add_(out, alpha=s)
     output = tower_forward(tower, x0, scales)
     return Expansion(coeffs, output - coeffs.sum(0), output)
-
-
-def _taylor_by_jvp(tower, x0, order, scales):
-    """(1/k!) d^k x_n/dt^k at t = 0 for k = 0..order, λ_l = t·s_l, each by k nested
-    jvps of the tower as a function of t: exact up to round-off for any differentiable
-    branch, at 2^k tower passes for order k."""
-
-    def output(t):
-        x = x0
-        for branch, s in zip(tower.branches, scales, strict=True):
-            x = x + (t * s) * branch(x)
-        return x
-
-    t0 = x0.new_zeros(())
-    derivative, terms = output, []
-    for k in range(order + 1):
-        terms.append(derivative(t0) / math.factorial(k))
-        derivative = _derivative(derivative, torch.ones_like(t0))
-    return torch.stack(terms)
-
-
-def _derivative(f, one):
-    """t ↦ df/dt by forward mode."""
-    return lambda t: torch.func.jvp(f, (t,), (one,))[1]
 
 
 @torch.no_grad()

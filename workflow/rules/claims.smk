@@ -11,7 +11,9 @@ rule claims:
             if CAPACITY_RUNS
             else {}
         ),
+        truncation=rules.expansion_truncation.output.rows,
         truncation_slopes=rules.expansion_truncation.output.slopes,
+        truncation_per_input=rules.expansion_truncation.output.per_input,
         init_norms=rules.init_norms.output[0],
         runs=rules.aggregate_runs.output[0],
         data_manifests=expand(

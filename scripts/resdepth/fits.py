@@ -1,5 +1,6 @@
-"""Confidence intervals for the comparative claims (C3, C4): a difference measured once per
-seed, with the seed-to-seed spread and each measurement's own error."""
+"""The statistics the claims rest on, torch-free: log-log slopes (C1) and confidence
+intervals of a difference measured once per seed, with the seed-to-seed spread and each
+measurement's own error (C3, C4)."""
 
 import math
 
@@ -36,3 +37,13 @@ def paired_interval(differences, measurement_variances, confidence):
         "seed_half_width": float(seed_half),
         "measurement_half_width": float(measurement_half),
     }
+
+
+def loglog_slope(x, y):
+    """Least-squares slope of log(y) vs log(x), over the points with y > 0; NaN with
+    fewer than two."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = y > 0
+    if keep.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
