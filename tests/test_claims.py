@@ -505,3 +505,22 @@ def test_read_tables_keeps_scalings_as_text(tmp_path):
     assert set(tables["init_norms"]["scaling"]) == {"0.5", "1"}
     assert tables["data_manifests"] == MANIFESTS
     assert tables["orders"] is None
+
+
+def test_a_run_where_nothing_trained_reads_not_measured_with_the_reasons():
+    orders, truncated = expansion_tables(stages=("init",))
+    tables = {
+        **all_tables(),
+        "runs": runs_table().assign(status="diverged", test_acc=None),
+        "capacity_sweep": sweep([[None] * 5] * 2),
+        "orders": orders,
+        "truncated_accuracy": truncated.iloc[0:0],
+    }
+    checks = {c.id: c for c in claims.check_all(tables, THRESHOLDS)}
+    for claim, reason in (
+        ("C3", "no trained run (all 14 diverged)"),
+        ("C4", "no trained run in the λ sweep (all 10 diverged)"),
+        ("C5", "no expansion tables"),
+    ):
+        assert checks[claim].verdict == NOT_MEASURED and reason in checks[claim].summary
+    json.loads(claims.claims_json(list(checks.values()), THRESHOLDS))
