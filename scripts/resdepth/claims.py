@@ -67,7 +67,7 @@ WHAT_WOULD_CHANGE = {
     "threshold at any depth, or λ=1 training at the largest depth. Gap: more seeds (a "
     "narrower seed interval) or a larger test set (a smaller binomial error) can turn an "
     "inconclusive gap into holds or does not hold.",
-    "C4": "A run of the sweep diverging makes it not measured (training.grad_clip keeps "
+    "C4": "A run of the sweep diverging makes it not measured (capacity.grad_clip keeps "
     "large-λ runs finite); more seeds narrow the intervals and can turn inconclusive into "
     "either verdict; a wider λ range can move the peak or the ends.",
     "C5": "Nothing: it is reported, not judged; absent tables make it not measured.",
@@ -459,7 +459,7 @@ def check_c4(sweep, thresholds):
         "intervals lie above 0; does not hold if either lies at or below 0 (an end is as "
         "high as any interior point: monotone, or flat); else inconclusive. More seeds "
         "narrow the intervals; a sweep that trains past the stability limit (e.g. "
-        "training.grad_clip) turns not measured into a verdict."
+        "capacity.grad_clip) turns not measured into a verdict."
     )
     if sweep is None or sweep.empty:
         return _check("C4", test, NOT_MEASURED, _missing_text("no λ sweep"))
