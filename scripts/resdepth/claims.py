@@ -150,8 +150,9 @@ def _c1_per_input(per_input, orders, tolerance, min_share):
         return NOT_MEASURED, figures, "an order K with no input fitted below its first mask change"
     holds = all(f["share_within_tolerance"] >= min_share for f in figures.values())
     text = "ReLU towers per input, below each input's first mask change: " + ", ".join(
-        f"K={k} {f['share_within_tolerance']:.0%} of {f['n_fitted']} fitted inputs within "
-        f"±{tolerance:g} of {int(k) + 1} (median {f['median_slope']:.2f})"
+        f"K={k} {f['share_within_tolerance']:.0%} of {f['n_fitted']} fitted inputs (of "
+        f"{f['n_inputs']}) within ±{tolerance:g} of {int(k) + 1} (median "
+        f"{f['median_slope']:.2f})"
         for k, f in figures.items()
     )
     return (HOLDS if holds else DOES_NOT_HOLD), figures, text
@@ -165,7 +166,7 @@ def _c1_relu_batch(taylor, truncation, orders):
     exponents = relu.groupby("order")["slope"].mean()
     figures = {"batch_slopes": {str(k): _float(exponents.get(k)) for k in orders}}
     text = "ReLU towers, whole batch: slope " + ", ".join(
-        f"K={k} {_format_optional(figures['batch_slopes'][str(k)])}" for k in orders
+        f"K={k} {v:.2f}" for k, v in figures["batch_slopes"].items() if v is not None
     )
     if truncation is not None and not truncation.empty:
         fit_max = float(relu["fit_lambda_max"].max())
