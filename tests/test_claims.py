@@ -371,6 +371,14 @@ def test_c4_names_divergence_as_the_reason_it_is_not_measured():
     assert "no trained run in the λ sweep (all 10 diverged)" in check.summary
 
 
+def test_c4_summary_gives_the_curve_and_the_clipping():
+    table = sweep(PEAKED).assign(grad_clip=1.0)
+    check = claims.check_c4(table, THRESHOLDS["C4"])
+    assert "(2 seeds, gradient norm clipped at 1)" in check.summary
+    assert "0.25: 0.97" in check.summary  # (log10 9 + log10 9.5) / 2
+    assert "highest interior point λ = 0.25" in check.summary
+
+
 def test_c4_reads_its_metric():
     peak = {**THRESHOLDS["C4"], "metric": "gc_peak"}
     check = claims.check_c4(sweep(PEAKED), peak)

@@ -483,9 +483,15 @@ def check_c4(sweep, thresholds):
         return _check("C4", test, NOT_MEASURED, _missing_text(result["reason"]), result)
     ends = [result["minus_smallest"], result["minus_largest"]]
     verdict = _combined(_interval_verdict(i) for i in ends)
+    clips = sorted(finished["grad_clip"].dropna().unique()) if "grad_clip" in finished else []
+    clipped = f", gradient norm clipped at {', '.join(f'{c:g}' for c in clips)}" if clips else ""
+    curve = ", ".join(
+        f"{lam:.3g}: {value:.2f}"
+        for lam, value in zip(result["lambdas"], result["mean_log10"], strict=True)
+    )
     summary = (
-        f"{metric} over λ = {', '.join(f'{v:.3g}' for v in result['lambdas'])} "
-        f"({len(result['seeds'])} seeds): highest interior point λ = "
+        f"{metric} over λ ({len(result['seeds'])} seeds{clipped}), seed-mean log10 "
+        f"{metric} at λ = {curve}; highest interior point λ = "
         f"{result['interior_argmax_lambda']:.3g}; its log10 {metric} minus the smallest λ's "
         + ", minus the largest λ's ".join(
             f"{i['mean']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}]" for i in ends
