@@ -29,6 +29,16 @@ TRAIN_SETTINGS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close the figures a test left open, so a test that checks that a figure was closed
+    (tests/test_plots.py) sees only its own."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The digits data set as the default config prepares it (read-only: tests share it)."""

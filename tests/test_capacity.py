@@ -5,8 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from conftest import TRAIN_SETTINGS
 
-from resdepth import capacity, grid, plots
+from resdepth import capacity, data, grid, plots, train
 
 SWEEP = dict(dataset="digits", arch="mlp", depth=16, width=8, lr=0.05, epochs=3, batch_size=64)
 SWEEP.update(lambda_min=1 / 16, lambda_max=1.0, lambda_count=5, scaling=["inv"], seed=[0, 1])
@@ -54,6 +56,39 @@ def test_sweep_runs_are_every_scaling_for_every_seed():
     assert "digits-mlp-n16-lam0.125-w8-lr0.05-e3-b64-s1" in runs
     assert "digits-mlp-n16-inv_sqrt-w8-lr0.05-e3-b64-s0" in runs
     assert "digits-mlp-n16-lam0.25-w8-lr0.05-e3-b64-s0" not in runs
+
+
+def test_clipped_sweep_runs_carry_the_clip_in_cell_and_run_id():
+    runs = grid.capacity_runs(config(grad_clip=1.0))
+    assert len(runs) == 5 * 2 and all(c["grad_clip"] == 1.0 for c in runs.values())
+    assert "digits-mlp-n16-inv-w8-lr0.05-e3-b64-s0-clip1" in runs
+    # not the grid's runs: every clipped run is trained by the sweep itself
+    assert not set(runs) & set(grid.grid_runs(config()))
+    assert set(grid.training_runs(config(grad_clip=1.0))) >= set(runs)
+    assert grid.capacity_runs(config(grad_clip=None)) == grid.capacity_runs(config())
+
+
+def test_clip_gradients_scales_the_total_norm_down_to_the_bound():
+    layer = torch.nn.Linear(3, 2)
+    for max_norm, expected in ((None, 10.0), (20.0, 10.0), (2.0, 2.0)):
+        layer.weight.grad = torch.full((2, 3), 10.0 / math.sqrt(8))
+        layer.bias.grad = torch.full((2,), 10.0 / math.sqrt(8))  # total norm 10
+        train.clip_gradients(layer, max_norm)
+        norm = torch.cat([layer.weight.grad.flatten(), layer.bias.grad]).norm().item()
+        assert norm == pytest.approx(expected, rel=1e-6)
+
+
+def test_clipping_keeps_a_run_past_the_stability_limit_finite():
+    """λ=1 at depth 16 and lr 0.02 diverges at its second step unclipped (the default
+    sweep's largest λ); clipped at 1 it trains."""
+    digits = data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
+    cell = dict(dataset="digits", arch="mlp", depth=16, scaling="one", seed=0, width=64)
+    cell.update(lr=0.02, epochs=2, batch_size=128)
+    unclipped, _, _ = train.train_run(cell, digits, TRAIN_SETTINGS)
+    clipped, history, _ = train.train_run({**cell, "grad_clip": 1.0}, digits, TRAIN_SETTINGS)
+    assert unclipped["status"] == "diverged"
+    assert clipped["status"] == "ok" and clipped["grad_clip"] == 1.0
+    assert all(math.isfinite(row["train_loss"]) for row in history)
 
 
 def test_sweep_adds_only_runs_the_grid_does_not_have():
@@ -140,7 +175,8 @@ LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
         ([16, 8, 4, 2, 1], "maximum at smallest lambda", 0.0625),
         ([1, 2, 3, 2.8, 4], "maximum at largest lambda", 1.0),  # a small dip is smoothed away
         ([100, 1, 1, 1, 100], "several maxima", 0.0625),
-        ([3, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
+        ([3, 3, 3, 3, 3], "flat", 1.0),  # not a maximum at either end
+        ([1, 3, 3, 3, 3], "maximum at largest lambda", 1.0),  # a plateau is one maximum
         ([1, 4], "too few lambdas", None),
     ],
 )
@@ -197,6 +233,37 @@ def test_diverged_runs_are_listed_and_left_out_of_the_curve():
     assert "diverged from lambda = 1" in result["gc_final"]["verdict"]
     assert result["gc_final"]["per_seed"][0]["n_lambdas"] == 4
     assert result["gc_final"]["per_seed"][0]["shape"] == "interior maximum"
+
+
+def test_interior_maximum_pairs_seeds_and_measures_from_the_highest_interior_point():
+    # Seed 1 is seed 0 scaled by 10: the log10 differences are the same for both seeds.
+    table = sweep_table([[1, 4, 9, 4, 2], [10, 40, 90, 40, 20]], named=[("bn", 1.0, 1e3)])
+    result = capacity.interior_maximum(table[table["scaling"] != "bn"], "gc_final", 0.95)
+    assert result["interior_argmax_lambda"] == 0.25 and result["seeds"] == [0, 1]
+    smallest, largest = result["minus_smallest"], result["minus_largest"]
+    assert smallest["mean"] == pytest.approx(math.log10(9))
+    assert largest["mean"] == pytest.approx(math.log10(4.5))
+    # no seed spread, exact GC: a zero-width interval at the difference
+    assert smallest["low"] == pytest.approx(smallest["high"])
+    assert result["mean_log10"][0] == pytest.approx(0.5)
+
+
+def test_interior_maximum_interval_carries_the_gc_standard_error():
+    table = sweep_table([[1, 4, 9, 4, 2], [1, 4, 9, 4, 2]]).assign(gc_final_stderr=0.9)
+    smallest = capacity.interior_maximum(table, "gc_final", 0.95)["minus_smallest"]
+    # Var(log10 GC) = (0.9 / (GC ln 10))² at λ=0.25 (GC 9) and at the smallest λ (GC 1)
+    variance = 2 * ((0.9 / (9 * math.log(10))) ** 2 + (0.9 / math.log(10)) ** 2)
+    assert smallest["measurement_half_width"] == pytest.approx(1.959964 * variance**0.5 / 2)
+    assert smallest["high"] - smallest["mean"] == pytest.approx(smallest["measurement_half_width"])
+
+
+@pytest.mark.parametrize(
+    "n_seeds, largest_lambda, reason", [(1, 1.0, "1 seed"), (2, 0.125, "2 λ values")]
+)
+def test_interior_maximum_needs_two_seeds_and_three_lambdas(n_seeds, largest_lambda, reason):
+    table = sweep_table([[1, 4, 9, 4, 2]] * n_seeds)
+    table = table[table["lambda"] <= largest_lambda]
+    assert reason in capacity.interior_maximum(table, "gc_final", 0.95)["reason"]
 
 
 # --- figures -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from conftest import default_config
 
 from resdepth import claims
-from resdepth.claims import DOES_NOT_HOLD, HOLDS, MEASURED, NOT_MEASURED
+from resdepth.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, MEASURED, NOT_MEASURED
 
 THRESHOLDS = default_config()["claims"]
 
@@ -16,58 +16,113 @@ THRESHOLDS = default_config()["claims"]
 # --- C1: truncation slopes -------------------------------------------------------------
 
 
-def slopes_table(slope_by_order, decomposition="taylor", seeds=(0, 1)):
+def slopes_table(slope_by_order, activation="tanh", seeds=(0, 1), decomposition="taylor"):
+    return pd.DataFrame(
+        [
+            {
+                "dataset": "digits",
+                "arch": "mlp",
+                "activation": activation,
+                "width": 64,
+                "depth": 16,
+                "seed": seed,
+                "decomposition": decomposition,
+                "order": order,
+                "slope": slope,
+                "fit_lambda_min": 1e-4,
+                "fit_lambda_max": 1e-2,
+                "n_points": 9,
+            }
+            for seed in seeds
+            for order, slope in slope_by_order.items()
+        ]
+    )
+
+
+#: ReLU batch slopes: orders 2 and 3 stuck near 2.5 (mask changes), as measured.
+RELU_BATCH = {1: 2.0, 2: 2.5, 3: 2.5}
+
+
+def per_input_table(slopes_by_order, n_unfitted=0):
+    """ReLU per-input slopes: ``slopes_by_order[K]`` lists one input's slope each; plus
+    ``n_unfitted`` inputs per order with no fit (a mask change too early)."""
     rows = []
-    for seed in seeds:
-        for order, slope in slope_by_order.items():
-            for statistic in ("batch", "median_sample"):
-                rows.append(
-                    {
-                        "dataset": "digits",
-                        "arch": "mlp",
-                        "width": 64,
-                        "depth": 16,
-                        "seed": seed,
-                        "decomposition": decomposition,
-                        "order": order,
-                        "statistic": statistic,
-                        "slope": slope,
-                        "fit_lambda_min": 1e-4,
-                        "fit_lambda_max": 1e-2,
-                        "n_points": 9,
-                    }
-                )
+    for order, slopes in slopes_by_order.items():
+        for i, slope in enumerate([*slopes, *[float("nan")] * n_unfitted]):
+            rows.append({"activation": "relu", "input": i, "order": order, "slope": slope})
     return pd.DataFrame(rows)
 
 
+GOOD_INPUTS = {k: [k + 1.0] * 9 + [k + 1.2] for k in (1, 2, 3)}
+
+
+def truncation_rows(growth=1.0):
+    """ReLU mask-change fractions growing as λ^growth."""
+    return pd.DataFrame(
+        [
+            {"activation": "relu", "decomposition": "taylor", "lambda": lam}
+            | {"order": 1, "mask_change_fraction": 0.3 * lam**growth}
+            for lam in (1e-4, 1e-3, 1e-2, 1e-1)
+        ]
+    )
+
+
+def c1_tables(smooth=None, relu=RELU_BATCH, inputs=GOOD_INPUTS, n_unfitted=0):
+    smooth = {1: 2.0, 2: 3.02, 3: 3.95} if smooth is None else smooth
+    slopes = pd.concat(
+        [
+            slopes_table(smooth),
+            slopes_table(relu, activation="relu"),
+            slopes_table({1: 2.0, 2: 3.0, 3: 4.0}, activation="relu", decomposition="path"),
+        ]
+    )
+    return slopes, per_input_table(inputs, n_unfitted), truncation_rows()
+
+
 @pytest.mark.parametrize(
-    "slopes, verdict",
+    "tables, verdict",
     [
-        (slopes_table({1: 2.02, 2: 2.95, 3: 4.1}), HOLDS),
-        # order 2 stuck at slope 2: the λ² remainder is not removed
-        (slopes_table({1: 2.0, 2: 2.0, 3: 2.0}), DOES_NOT_HOLD),
-        (slopes_table({1: 2.0, 2: 3.5, 3: 4.0}), DOES_NOT_HOLD),
-        (slopes_table({1: 2.0, 2: 3.0}), NOT_MEASURED),  # order 3 not computed
-        (slopes_table({1: 2.0, 2: 3.0, 3: 4.0}, decomposition="path"), NOT_MEASURED),
-        (slopes_table({1: 2.0, 2: float("nan"), 3: 4.0}), NOT_MEASURED),
-        (None, NOT_MEASURED),
+        (c1_tables(), HOLDS),  # the ReLU batch slopes of 2.5 do not count against it
+        (c1_tables(smooth={1: 2.0, 2: 2.0, 3: 2.0}), DOES_NOT_HOLD),
+        (c1_tables(smooth={1: 2.0, 2: 3.31, 3: 4.0}), DOES_NOT_HOLD),
+        (c1_tables(inputs={k: [k + 1.0] * 9 + [k + 2] for k in (1, 2, 3)}), HOLDS),  # 90%
+        (c1_tables(inputs={k: [k + 1.0] * 8 + [k + 2] * 2 for k in (1, 2, 3)}), DOES_NOT_HOLD),
+        (c1_tables(n_unfitted=5), HOLDS),  # unfitted inputs are not in the share
+        (c1_tables(inputs={1: [2.0], 2: [3.0], 3: []}), NOT_MEASURED),  # none fitted, K=3
+        (c1_tables(smooth={1: 2.0, 2: 3.0}), NOT_MEASURED),  # order 3 not computed
+        ((c1_tables()[0].query("activation == 'relu'"), *c1_tables()[1:]), NOT_MEASURED),
+        ((c1_tables()[0], None, None), NOT_MEASURED),  # no per-input table
+        ((None, None, None), NOT_MEASURED),
     ],
 )
-def test_c1_verdict_follows_the_slopes(slopes, verdict):
-    check = claims.check_c1(slopes, THRESHOLDS["C1"])
+def test_c1_verdict_rests_on_the_smooth_control_and_the_per_input_test(tables, verdict):
+    check = claims.check_c1(*tables, THRESHOLDS["C1"])
     assert check.verdict == verdict
-    if verdict != NOT_MEASURED:
-        assert set(check.measured["slopes"]) == {"1", "2", "3"}
 
 
-def test_c1_reports_the_other_decomposition_without_testing_it():
-    slopes = pd.concat(
-        [slopes_table({1: 2.0, 2: 3.0, 3: 4.0}), slopes_table({1: 2.0, 2: 2.0}, "path")]
-    )
-    check = claims.check_c1(slopes, THRESHOLDS["C1"])
-    assert check.verdict == HOLDS
-    assert check.measured["other_decompositions"] == {"path": {"1": 2.0, "2": 2.0}}
-    assert "(path decomposition: 2.00, 2.00)" in check.summary
+def test_c1_slope_exactly_at_the_tolerance_is_within_it():
+    at_tolerance = {**THRESHOLDS["C1"], "slope_tolerance": 0.25}  # exact in binary
+    tables = c1_tables(smooth={1: 2.0, 2: 3.25, 3: 4.0})
+    assert claims.check_c1(*tables, at_tolerance).verdict == HOLDS
+    tables = c1_tables(smooth={1: 2.0, 2: 3.0, 3: 4.0}, inputs={k: [k + 1.25] for k in (1, 2, 3)})
+    assert claims.check_c1(*tables, at_tolerance).verdict == HOLDS
+
+
+def test_c1_reports_the_relu_batch_exponent_and_its_mechanism():
+    check = claims.check_c1(*c1_tables(), THRESHOLDS["C1"])
+    relu = check.measured["relu_batch"]
+    assert relu["batch_slopes"] == {"1": 2.0, "2": 2.5, "3": 2.5}
+    assert relu["mask_change_fraction_slope"] == pytest.approx(1.0)
+    assert relu["mask_change_fraction_at_fit_max"] == pytest.approx(0.3 * 1e-2)
+    assert "grows as λ^1" in check.summary and "reported, not judged" in check.summary
+    share = check.measured["relu_per_input"]["orders"]["2"]
+    assert share == {
+        "n_inputs": 10,
+        "n_fitted": 10,
+        "share_within_tolerance": 1.0,
+        "median_slope": 3.0,
+    }
+    assert check.measured["smooth_control"]["slopes"]["tanh"]["2"] == pytest.approx(3.02)
 
 
 # --- C2: init norms --------------------------------------------------------------------
@@ -112,113 +167,222 @@ def test_c2_reads_fixed_lambda_scalings_as_text_and_ignores_them():
     assert claims.check_c2(norms, THRESHOLDS["C2"]).verdict == HOLDS
 
 
+def test_c2_growth_at_exactly_the_threshold_holds():
+    measured = claims.check_c2(norms_table(EXPLODES), THRESHOLDS["C2"]).measured
+    at_threshold = {**THRESHOLDS["C2"], "min_log10_growth_per_module": 0}
+    at_threshold["min_log10_growth_per_module"] = measured["one_log10_growth_per_module"]
+    assert claims.check_c2(norms_table(EXPLODES), at_threshold).verdict == HOLDS
+
+
+def test_c2_norm_at_exactly_the_bound_is_not_bounded():
+    # one seed, log10 ‖x_n‖/‖x_0‖ = 1 exactly: ‖x_n‖/‖x_0‖ = 10 = max_bounded_rel_norm
+    norms = norms_table({**EXPLODES, "inv": lambda n: 1.0}, seeds=(0,))
+    assert THRESHOLDS["C2"]["max_bounded_rel_norm"] == 10
+    assert claims.check_c2(norms, THRESHOLDS["C2"]).verdict == DOES_NOT_HOLD
+
+
 # --- C3: accuracy table ----------------------------------------------------------------
 
 
-def cell(scaling, depth, acc, n_diverged=0, n_seeds=2, lr=0.05):
-    n_ok = n_seeds - n_diverged
-    return {
-        "dataset": "digits",
-        "arch": "mlp",
-        "width": 64,
-        "lr": lr,
-        "epochs": 15,
-        "batch_size": 128,
-        "scaling": scaling,
-        "depth": depth,
-        "n_seeds": n_seeds,
-        "n_ok": n_ok,
-        "n_diverged": n_diverged,
-        "test_acc_mean": acc if n_ok else float("nan"),
-    }
-
-
-def accuracy_table(one, inv_sqrt, inv, depth=64, **kwargs):
-    """Cells at a shallow depth where all train, and at ``depth`` as given."""
-    shallow = [cell(s, 4, 0.95, **kwargs) for s in ("one", "inv_sqrt", "inv", "bn")]
-    deep = [
-        cell("one", depth, *one, **kwargs),
-        cell("inv_sqrt", depth, *inv_sqrt, **kwargs),
-        cell("inv", depth, *inv, **kwargs),
-        cell("bn", depth, 0.97, **kwargs),
+def run_rows(scaling, depth, accs, lr=0.05):
+    """One runs.csv row per seed; an accuracy of None is a diverged run."""
+    return [
+        {
+            "dataset": "digits",
+            "arch": "mlp",
+            "width": 64,
+            "lr": lr,
+            "epochs": 15,
+            "batch_size": 128,
+            "scaling": scaling,
+            "depth": depth,
+            "seed": seed,
+            "status": "diverged" if acc is None else "ok",
+            "test_acc": acc,
+        }
+        for seed, acc in enumerate(accs)
     ]
+
+
+#: A test set of 10,000 images: binomial errors of ~0.2 points per accuracy.
+MANIFESTS = [{"dataset": "digits", "n_test": 10_000}]
+DIVERGED = [None, None]
+#: Gaps of 2 points on both seeds, far outside the binomial error.
+CLEAR = {"inv_sqrt": [0.96, 0.962], "inv": [0.94, 0.942]}
+
+
+def runs_table(one=DIVERGED, inv_sqrt=CLEAR["inv_sqrt"], inv=CLEAR["inv"], lr=0.05):
+    """Runs at a shallow depth where everything trains with a clear gap, and at n=64 as
+    given (BatchNorm at 0.97)."""
+    shallow = run_rows("one", 4, [0.95, 0.95], lr)
+    shallow += run_rows("inv_sqrt", 4, CLEAR["inv_sqrt"], lr) + run_rows("inv", 4, CLEAR["inv"], lr)
+    deep = run_rows("one", 64, one, lr) + run_rows("inv_sqrt", 64, inv_sqrt, lr)
+    deep += run_rows("inv", 64, inv, lr) + run_rows("bn", 64, [0.97, 0.97], lr)
     return pd.DataFrame(shallow + deep)
-
-
-DIVERGED = (None, 2)
 
 
 @pytest.mark.parametrize(
     "table, verdict",
     [
-        (accuracy_table(DIVERGED, (0.96,), (0.94,)), HOLDS),
-        (accuracy_table((0.15,), (0.96,), (0.94,)), HOLDS),  # λ=1 stalled
-        (accuracy_table((0.9,), (0.96,), (0.94,)), DOES_NOT_HOLD),  # λ=1 trained
-        (accuracy_table(DIVERGED, (0.96, 1), (0.94,)), DOES_NOT_HOLD),  # a 1/√n seed diverged
-        (accuracy_table(DIVERGED, (0.93,), (0.94,)), DOES_NOT_HOLD),  # 1/n above 1/√n
-        (accuracy_table(DIVERGED, (0.96,), (0.3,)), DOES_NOT_HOLD),  # 1/n did not train
-        (accuracy_table(DIVERGED, (0.96,), (0.94,)).query("scaling != 'one'"), NOT_MEASURED),
+        (runs_table(), HOLDS),
+        (runs_table(one=[0.15, 0.15]), HOLDS),  # λ=1 stalled
+        (runs_table(one=[0.2, 0.2]), DOES_NOT_HOLD),  # exactly at stalled_below: not stalled
+        (runs_table(one=[0.9, 0.9]), DOES_NOT_HOLD),  # λ=1 trained
+        (runs_table(inv_sqrt=[0.96, None]), DOES_NOT_HOLD),  # a 1/√n seed diverged
+        (runs_table(inv=[0.3, 0.3]), DOES_NOT_HOLD),  # 1/n did not train
+        (runs_table(inv=[0.5, 0.5]), HOLDS),  # exactly at trained_above: trained
+        (runs_table(inv_sqrt=[0.92, 0.922]), DOES_NOT_HOLD),  # 1/n clearly above 1/√n
+        (runs_table(inv_sqrt=[0.95, 0.93], inv=[0.94, 0.94]), INCONCLUSIVE),  # seed noise
+        (runs_table(inv_sqrt=[1.0, 1.0], inv=[1.0, 1.0]), DOES_NOT_HOLD),  # an exact tie
+        (runs_table(inv_sqrt=[0.96], inv=[0.94]), NOT_MEASURED),  # one seed: no seed noise
+        (runs_table().query("scaling != 'one'"), NOT_MEASURED),
+        (runs_table().assign(status="diverged", test_acc=None), NOT_MEASURED),
         (None, NOT_MEASURED),
     ],
 )
 def test_c3_verdict_follows_the_accuracies(table, verdict):
-    check = claims.check_c3(table, THRESHOLDS["C3"])
+    check = claims.check_c3(table, MANIFESTS, THRESHOLDS["C3"])
     assert check.verdict == verdict
-    if verdict != NOT_MEASURED:
+    if verdict in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE):
         (group,) = check.measured["groups"]
-        assert group["largest_depth"] == 64 and group["bn_test_acc"] == pytest.approx(0.97)
+        assert group["largest_depth"] == 64 and [d["depth"] for d in group["depths"]] == [4, 64]
+        assert group["depths"][1]["runs"]["bn"]["test_acc"] == pytest.approx(0.97)
 
 
-def test_c3_uses_the_largest_depth_every_scaling_has():
-    table = accuracy_table(DIVERGED, (0.96,), (0.94,))
-    # λ=1/n was not trained at 256, so n=256 cannot be compared; n=64 is.
-    extra = pd.DataFrame([cell("one", 256, 0.9), cell("inv_sqrt", 256, 0.9)])
-    check = claims.check_c3(pd.concat([table, extra]), THRESHOLDS["C3"])
-    assert check.measured["groups"][0]["largest_depth"] == 64 and check.verdict == HOLDS
+def test_c3_gap_interval_is_paired_over_seeds():
+    check = claims.check_c3(
+        runs_table(inv_sqrt=[0.95, 0.93], inv=[0.94, 0.94]), MANIFESTS, THRESHOLDS["C3"]
+    )
+    gap = check.measured["groups"][0]["depths"][1]["gap"]
+    assert gap["mean"] == pytest.approx(0.0) and gap["n_seeds"] == 2
+    # gaps +0.01, −0.01: sd √2·0.01, t(0.975, 1) = 12.706
+    assert gap["seed_half_width"] == pytest.approx(12.7062 * 0.01, rel=1e-4)
+    assert gap["high"] == pytest.approx(gap["seed_half_width"])
+    assert "interval [-12.7, +12.7] (inconclusive)" in check.summary
+
+
+def test_c3_gap_inside_the_test_set_noise_is_inconclusive():
+    """The same 1-point gap on both seeds: no seed spread, but 100 test images resolve
+    accuracies only to ~2 points."""
+    table = runs_table(inv_sqrt=[0.96, 0.96], inv=[0.95, 0.95])
+    assert claims.check_c3(table, MANIFESTS, THRESHOLDS["C3"]).verdict == HOLDS
+    small = [{"dataset": "digits", "n_test": 100}]
+    check = claims.check_c3(table, small, THRESHOLDS["C3"])
+    assert check.verdict == INCONCLUSIVE
+    gap = check.measured["groups"][0]["depths"][1]["gap"]
+    binomial = (2 * (0.96 * 0.04 + 0.95 * 0.05) / 100) ** 0.5 / 2
+    assert gap["measurement_half_width"] == pytest.approx(1.959964 * binomial)
+
+
+def test_c3_is_judged_at_every_depth():
+    table = runs_table()
+    shallow_inv = (table["depth"] == 4) & (table["scaling"] == "inv")
+    table.loc[shallow_inv, "test_acc"] = 0.99  # 1/n clearly ahead at n=4
+    check = claims.check_c3(table, MANIFESTS, THRESHOLDS["C3"])
+    assert check.verdict == DOES_NOT_HOLD
+    assert [d["gap_verdict"] for d in check.measured["groups"][0]["depths"]] == [
+        DOES_NOT_HOLD,
+        HOLDS,
+    ]
 
 
 def test_c3_must_hold_for_every_learning_rate():
-    good = accuracy_table(DIVERGED, (0.96,), (0.94,), lr=0.05)
-    bad = accuracy_table((0.9,), (0.96,), (0.94,), lr=0.01)
-    assert claims.check_c3(good, THRESHOLDS["C3"]).verdict == HOLDS
-    check = claims.check_c3(pd.concat([good, bad]), THRESHOLDS["C3"])
+    good = runs_table(lr=0.05)
+    bad = runs_table(one=[0.9, 0.9], lr=0.01)
+    assert claims.check_c3(good, MANIFESTS, THRESHOLDS["C3"]).verdict == HOLDS
+    check = claims.check_c3(pd.concat([good, bad]), MANIFESTS, THRESHOLDS["C3"])
     assert check.verdict == DOES_NOT_HOLD and len(check.measured["groups"]) == 2
 
 
-# --- C4: unimodality -------------------------------------------------------------------
-
-
-def unimodality(shapes, metric="gc_final"):
-    per_seed = [
-        {"seed": seed, "shape": shape, "n_lambdas": 7, "argmax_lambda": 0.25}
-        for seed, shape in enumerate(shapes)
-    ]
-    interior = [c for c in per_seed if c["shape"] == "interior maximum"]
-    return {
-        "depth": [16],
-        "lambdas": [0.0625, 0.125, 0.25, 0.5, 1.0],
-        metric: {
-            "fraction_interior_maximum": len(interior) / len(per_seed) if per_seed else None,
-            "median_argmax_lambda": 0.25 if interior else None,
-            "per_seed": per_seed,
-            "seed_mean": {"shape": "interior maximum", "argmax_lambda": 0.25},
-        },
-    }
+def test_c3_without_a_test_set_size_is_an_error():
+    with pytest.raises(ValueError, match="manifest.*digits"):
+        claims.check_c3(runs_table(), [], THRESHOLDS["C3"])
 
 
 @pytest.mark.parametrize(
-    "result, verdict",
+    "interval, verdict",
     [
-        (unimodality(["interior maximum"] * 2 + ["maximum at largest lambda"]), HOLDS),
-        (unimodality(["interior maximum"] + ["maximum at largest lambda"] * 2), DOES_NOT_HOLD),
-        (unimodality(["several maxima"] * 3), DOES_NOT_HOLD),
-        (unimodality([]), NOT_MEASURED),
-        (unimodality(["interior maximum"] * 3, metric="gc_peak"), NOT_MEASURED),
+        ({"low": 1e-300, "high": 1.0}, HOLDS),
+        ({"low": 0.0, "high": 1.0}, INCONCLUSIVE),  # touches 0: not above it
+        ({"low": -1.0, "high": 1e-300}, INCONCLUSIVE),
+        ({"low": -1.0, "high": 0.0}, DOES_NOT_HOLD),  # at or below 0: not above it
+    ],
+)
+def test_interval_verdict_at_its_boundaries(interval, verdict):
+    assert claims._interval_verdict(interval) == verdict
+
+
+# --- C4: GC(λ) of the sweep ------------------------------------------------------------
+
+SWEEP_LAMBDAS = [0.0625, 0.125, 0.25, 0.5, 1.0]
+
+
+def sweep(curves, diverged=(), stderr=0.0):
+    """A gc_vs_lambda table: ``curves[seed]`` is the final GC per λ of SWEEP_LAMBDAS
+    (None: diverged); plus a BatchNorm run, which has no fixed λ and is no point of it."""
+    rows = [
+        {
+            "scaling": f"{lam:g}",
+            "lambda": lam,
+            "seed": seed,
+            "status": "diverged" if gc is None else "ok",
+            "gc_final": gc,
+            "gc_final_stderr": None if gc is None else stderr,
+            "gc_peak": None if gc is None else 2 * gc,
+        }
+        for seed, curve in enumerate(curves)
+        for lam, gc in zip(SWEEP_LAMBDAS, curve, strict=True)
+    ]
+    rows.append({"scaling": "bn", "lambda": 1.0, "seed": 0, "status": "ok"})
+    rows[-1].update(gc_final=1e6, gc_final_stderr=0.0, gc_peak=1e6)
+    return pd.DataFrame(rows)
+
+
+PEAKED = [[1, 4, 9, 4, 2], [1.1, 4.2, 9.5, 4.1, 2.1]]
+
+
+@pytest.mark.parametrize(
+    "table, verdict",
+    [
+        (sweep(PEAKED), HOLDS),
+        (sweep([[1, 2, 4, 8, 16], [1.1, 2, 4.1, 8, 17]]), DOES_NOT_HOLD),  # monotone
+        (sweep([[16, 8, 4, 2, 1], [17, 8, 4.1, 2, 1.1]]), DOES_NOT_HOLD),
+        (sweep([[3, 3, 3, 3, 3]] * 2), DOES_NOT_HOLD),  # flat: not unimodal
+        (sweep([[3, 3.1, 3, 2.9, 3], [3, 2.9, 3.05, 3.1, 3]]), INCONCLUSIVE),  # flat + noise
+        (sweep([[1, 1.5, 2, 1.5, 1.2], [1.9, 1.1, 1.3, 1.4, 2.1]]), INCONCLUSIVE),  # in noise
+        (sweep(PEAKED, stderr=20.0), INCONCLUSIVE),  # inside GC's own standard error
+        (sweep([[1, 4, 9, 4, None], [1, 4, 9, 4, None]]), NOT_MEASURED),  # truncated
+        (sweep([[1, 4, 9, 4, 2], [1, 4, 9, 4, None]]), NOT_MEASURED),
+        (sweep([[None] * 5] * 2), NOT_MEASURED),
+        (sweep(PEAKED[:1]), NOT_MEASURED),  # one seed: no seed noise
+        (sweep(PEAKED).query("scaling != '1'"), HOLDS),  # a sweep need not reach λ=1
         (None, NOT_MEASURED),
     ],
 )
-def test_c4_verdict_follows_the_unimodality_test(result, verdict):
-    assert claims.check_c4(result, THRESHOLDS["C4"]).verdict == verdict
+def test_c4_verdict_follows_the_curve_and_its_noise(table, verdict):
+    assert claims.check_c4(table, THRESHOLDS["C4"]).verdict == verdict
+
+
+def test_c4_names_divergence_as_the_reason_it_is_not_measured():
+    check = claims.check_c4(sweep([[1, 4, 9, None, None]] * 2), THRESHOLDS["C4"])
+    assert "divergence truncates the sweep" in check.summary and "λ = 0.5, 1" in check.summary
+    assert check.measured["diverged_lambdas"] == [0.5, 1.0]
+    check = claims.check_c4(sweep([[None] * 5] * 2), THRESHOLDS["C4"])
+    assert "no trained run in the λ sweep (all 10 diverged)" in check.summary
+
+
+def test_c4_summary_gives_the_curve_and_the_clipping():
+    table = sweep(PEAKED).assign(grad_clip=1.0)
+    check = claims.check_c4(table, THRESHOLDS["C4"])
+    assert "(2 seeds, gradient norm clipped at 1)" in check.summary
+    assert "0.25: 0.97" in check.summary  # (log10 9 + log10 9.5) / 2
+    assert "highest interior point λ = 0.25" in check.summary
+
+
+def test_c4_reads_its_metric():
+    peak = {**THRESHOLDS["C4"], "metric": "gc_peak"}
+    check = claims.check_c4(sweep(PEAKED), peak)
+    assert check.verdict == HOLDS and check.measured["metric"] == "gc_peak"
 
 
 # --- C5: expansion tables --------------------------------------------------------------
@@ -295,10 +459,17 @@ def test_c5_is_not_measured_without_its_tables(tables):
 def all_tables():
     orders, truncated = expansion_tables()
     return {
-        "truncation_slopes": slopes_table({1: 2.0, 2: 3.0, 3: 4.0}),
+        **dict(
+            zip(
+                ("truncation_slopes", "truncation_per_input", "truncation"),
+                c1_tables(),
+                strict=True,
+            )
+        ),
         "init_norms": norms_table(EXPLODES),
-        "accuracy": accuracy_table(DIVERGED, (0.96,), (0.94,)),
-        "unimodality": unimodality(["interior maximum"] * 2 + ["several maxima"]),
+        "runs": runs_table(),
+        "data_manifests": MANIFESTS,
+        "capacity_sweep": sweep(PEAKED),
         "orders": orders,
         "truncated_accuracy": truncated,
     }
@@ -317,11 +488,12 @@ def test_documents_carry_every_claim_and_verdict():
         assert check.test in markdown
     page = claims.claims_html(checks)
     assert page.count('<td style="background:#d4edda">holds</td>') == 4
-    assert "acc(λ=1/√n) − acc(λ=1/n) ≥ 0" in page and "Σ_{k≤K}" in page
+    assert "acc(λ=1/√n) − acc(λ=1/n) paired by seed" in page and "Σ_{k≤K}" in page
+    assert markdown.count("*What would change the verdict.*") == 5
 
 
 def test_html_escapes_text():
-    check = claims.check_c1(None, THRESHOLDS["C1"])
+    check = claims.check_c1(None, None, None, THRESHOLDS["C1"])
     check.summary = "a <b> & c"
     assert "a &lt;b&gt; &amp; c" in claims.claims_html([check])
 
@@ -335,9 +507,28 @@ def test_nothing_produced_means_nothing_measured():
 def test_read_tables_keeps_scalings_as_text(tmp_path):
     path = tmp_path / "init_norms.csv"
     norms_table({"0.5": lambda n: 0.0, "1": lambda n: 0.1}).to_csv(path, index=False)
-    json_path = tmp_path / "unimodality.json"
-    json_path.write_text(json.dumps(unimodality(["interior maximum"])))
-    tables = claims.read_tables({"init_norms": path, "unimodality": json_path, "orders": None})
+    manifest = tmp_path / "digits.json"
+    manifest.write_text(json.dumps(MANIFESTS[0]))
+    tables = claims.read_tables({"init_norms": path, "data_manifests": [manifest], "orders": None})
     assert set(tables["init_norms"]["scaling"]) == {"0.5", "1"}
-    assert tables["unimodality"]["gc_final"]["fraction_interior_maximum"] == 1.0
+    assert tables["data_manifests"] == MANIFESTS
     assert tables["orders"] is None
+
+
+def test_a_run_where_nothing_trained_reads_not_measured_with_the_reasons():
+    orders, truncated = expansion_tables(stages=("init",))
+    tables = {
+        **all_tables(),
+        "runs": runs_table().assign(status="diverged", test_acc=None),
+        "capacity_sweep": sweep([[None] * 5] * 2),
+        "orders": orders,
+        "truncated_accuracy": truncated.iloc[0:0],
+    }
+    checks = {c.id: c for c in claims.check_all(tables, THRESHOLDS)}
+    for claim, reason in (
+        ("C3", "no trained run (all 14 diverged)"),
+        ("C4", "no trained run in the λ sweep (all 10 diverged)"),
+        ("C5", "no expansion tables"),
+    ):
+        assert checks[claim].verdict == NOT_MEASURED and reason in checks[claim].summary
+    json.loads(claims.claims_json(list(checks.values()), THRESHOLDS))

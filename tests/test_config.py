@@ -76,8 +76,8 @@ BAD_CONFIGS = {
     "inf capacity lambda": (mutate("capacity.lambda_max", float("inf")), ["lambda_max"]),
     "NaN fixed lambda": (mutate("grid.scaling", [float("nan")]), ["grid.scaling[0]"]),
     "NaN claims threshold": (
-        mutate("claims.C3.min_gap", float("nan")),
-        ["claims.C3.min_gap", "finite"],
+        mutate("claims.C3.confidence", float("nan")),
+        ["claims.C3.confidence", "finite"],
     ),
     "-inf warm-up": (mutate("training.warmup_epochs", float("-inf")), ["warmup_epochs"]),
     # Orders at or above the truncation depth are exact: NaN slopes.
@@ -97,7 +97,8 @@ BAD_CONFIGS = {
     "near-duplicate lr": (mutate("grid.lr", [0.02, 0.020000001]), ["grid", "lr0.02"]),
     "near-duplicate lambda": (mutate("grid.scaling", [0.1, 0.1000001]), ["grid", "lam0.1"]),
     "capacity lr formats like the grid's": (
-        mutate("capacity.lr", 0.0200000001),
+        # unclipped, so the sweep's named-scaling runs are grid runs
+        chain(mutate("capacity.grad_clip", None), mutate("capacity.lr", 0.0200000001)),
         ["capacity", "lr0.02"],
     ),
     # Cross-key checks ("Weaker" in issue 13): each used to fail late or cryptically.

@@ -1,9 +1,12 @@
+import copy
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from resdepth import expansion_study, models
+from resdepth import expansion, expansion_study, models
 
 
 def tiny_model(scaling, depth=3, seed=0):
@@ -38,6 +41,19 @@ def test_fresh_model_is_the_model_training_starts_from():
     assert not torch.equal(first["stem.1.weight"], other["stem.1.weight"])
 
 
+def masks_at_x0_forward(model, x):
+    """The tower output with every ReLU mask frozen at its value on x_0 (where each module
+    sees x_0), written out for the MLP branch Linear-ReLU-Linear: a polynomial of degree n
+    in λ, which the Taylor terms of orders 0..n sum to exactly."""
+    x0 = model.stem(x)
+    h = x0
+    for branch, lam in zip(model.tower.branches, model.tower.scales(), strict=True):
+        first, _, second = branch
+        mask = first(x0) > 0
+        h = h + lam * second(first(h) * mask)
+    return x0, h
+
+
 def test_order_rows_of_a_tower_no_deeper_than_the_order_count_every_path():
     model, (x, _) = tiny_model(0.5, depth=3), inputs()
     rows = expansion_study.order_rows(model, x, max_order=5)
@@ -45,8 +61,17 @@ def test_order_rows_of_a_tower_no_deeper_than_the_order_count_every_path():
         (d, k) for d in ("taylor", "path") for k in range(4)
     ]
     path = [r for r in rows if r["decomposition"] == "path"]
-    assert all(r["remainder_rel_norm"] < 1e-12 for r in path)
-    assert all(r["reconstruction_error"] < 1e-12 for r in rows)
+    assert all(r["remainder_rel_norm"] < 1e-12 for r in path)  # the tail, propagated
+    assert all(r["reconstruction_error"] < 1e-12 for r in path)  # against a forward pass
+    # Taylor to order n leaves exactly what the mask changes since x_0 add.
+    with torch.no_grad():
+        double = copy.deepcopy(model).double()
+        x0, frozen = masks_at_x0_forward(double, x.double())
+        output = double.tower(x0)
+        expected = ((output - frozen).norm() / (output - x0).norm()).item()
+    assert expected > 1e-3  # masks do change: the check is not 0 == 0
+    for row in rows[:4]:
+        assert row["remainder_rel_norm"] == pytest.approx(expected, rel=1e-9)
     # The terms of orders >= 1 sum to x_n - x_0, so their norms cannot sum to less.
     assert sum(r["rel_norm"] for r in path[1:]) >= 1 - 1e-12
     assert [r["binomial_prior"] for r in path] == pytest.approx(
@@ -102,20 +127,39 @@ def test_lesion_modules(depth, max_modules, expected):
 
 def test_truncation_slopes_recover_a_known_power_law():
     rows = [
-        {"dataset": "d", "arch": "mlp", "width": 4, "depth": 2, "seed": 0, "lambda": lam}
-        | {"decomposition": "path", "order": 2, "rel_error": 5 * lam**3}
-        | {"median_rel_error": lam**3.5}
+        {"dataset": "d", "arch": "mlp", "activation": a, "width": 4, "depth": 2, "seed": 0}
+        | {"lambda": lam, "decomposition": "taylor", "order": 2, "rel_error": c * lam**p}
+        for a, c, p in (("relu", 5, 3), ("tanh", 2, 3.5))
         for lam in (1e-3, 1e-2, 1e-1, 1.0)
     ]
     slopes = expansion_study.truncation_slopes(rows, fit_max_lambda=0.2)
-    by_statistic = {s["statistic"]: s for s in slopes}
-    assert by_statistic["batch"]["slope"] == pytest.approx(3)
-    assert by_statistic["median_sample"]["slope"] == pytest.approx(3.5)
-    assert by_statistic["batch"]["n_points"] == 3
-    assert by_statistic["batch"]["fit_lambda_max"] == pytest.approx(0.1)
+    by_activation = {s["activation"]: s for s in slopes}
+    assert by_activation["relu"]["slope"] == pytest.approx(3)
+    assert by_activation["tanh"]["slope"] == pytest.approx(3.5)
+    assert by_activation["relu"]["n_points"] == 3
+    assert by_activation["relu"]["fit_lambda_max"] == pytest.approx(0.1)
 
 
-def test_truncation_rows_show_the_path_tail_slope():
+def test_per_input_slopes_stop_below_the_first_mask_change_and_above_round_off():
+    lambdas = np.geomspace(1e-5, 1e-1, 9)  # 2 per decade
+    # input 0: λ^3 until its first mask change at λ[6] = 1e-2, then a jump;
+    # input 1: no mask change on the grid; input 2: a change at λ[1], too early to fit
+    errors = torch.tensor(lambdas[:, None] ** 3 * np.ones((9, 3)))
+    errors[6:, 0] = 1.0
+    floors = torch.full((9, 3), 1e-14)  # λ[0]^3 = 1e-15 is below: round-off
+    first = torch.tensor([lambdas[6], math.inf, lambdas[1]], dtype=torch.float64)
+    rows = expansion_study._per_input_slopes(
+        {"seed": 0}, lambdas, [2], errors[:, None, :], floors, first, fit_max_lambda=0.05
+    )
+    assert [r["slope"] for r in rows[:2]] == pytest.approx([3, 3])
+    assert rows[0]["fit_lambda_min"] == pytest.approx(lambdas[1])  # λ[0]: round-off
+    assert rows[0]["fit_lambda_max"] == pytest.approx(lambdas[5])  # below the change
+    assert rows[1]["fit_lambda_max"] == pytest.approx(lambdas[7])  # up to fit_max_lambda
+    assert math.isnan(rows[2]["slope"]) and rows[2]["n_points"] == 0
+    assert rows[0]["first_mask_change_lambda"] == lambdas[6]
+
+
+def test_truncation_tables_of_relu_and_smooth_towers():
     settings = {
         "dataset": "d",
         "arch": "mlp",
@@ -123,17 +167,64 @@ def test_truncation_rows_show_the_path_tail_slope():
         "depth": 4,
         "seeds": [0],
         "orders": [1, 2],
-        "lambda_min": 1e-3,
-        "lambda_max": 1e-2,
-        "lambda_steps": 4,
+        "lambda_min": 1e-4,
+        "lambda_max": 1e-1,
+        "lambda_steps": 7,
         "fit_max_lambda": 1e-2,
+        "activations": ["relu", "tanh"],
     }
-    rows = expansion_study.truncation_rows(settings, inputs(16)[0], num_classes=3)
-    assert len(rows) == 4 * 2 * 2
-    slopes = expansion_study.truncation_slopes(rows, settings["fit_max_lambda"])
-    for s in slopes:
-        if s["decomposition"] == "path":
+    x = inputs(16)[0]
+    tables = expansion_study.truncation_tables(settings, x, num_classes=3)
+    rows = pd.DataFrame(tables["truncation"])
+    assert len(rows) == 7 * 2 * 2 + 7 * 2  # ReLU: taylor and path; tanh: taylor only
+    assert rows.loc[rows["activation"] == "tanh", "mask_change_fraction"].isna().all()
+    for s in expansion_study.truncation_slopes(tables["truncation"], 1e-2):
+        if s["decomposition"] == "path" or s["activation"] == "tanh":
             assert s["slope"] == pytest.approx(s["order"] + 1, abs=0.05)
+    per_input = pd.DataFrame(tables["per_input"])
+    assert set(per_input["activation"]) == {"relu"} and len(per_input) == 16 * 2
+    fitted = per_input.dropna(subset=["slope"])
+    assert len(fitted) > 0
+    assert ((fitted["slope"] - (fitted["order"] + 1)).abs() < 0.05).all()
+    # the first mask change is measured: no change below it, a change at it
+    torch.manual_seed(0)
+    model = models.build_model("mlp", (4,), 3, 8, 4, 1.0).double().eval()
+    x0 = model.stem(x.double())
+    lambdas = expansion_study.lambda_grid(settings)
+    for _, row in per_input[per_input["order"] == 1].iterrows():
+        first = row["first_mask_change_lambda"]
+        below = [lam for lam in lambdas if lam < first]
+        changed = [
+            expansion.mask_changes_per_input(model, x0, [lam] * 4)[0][row["input"]].item()
+            for lam in [*below, first]
+            if math.isfinite(lam)
+        ]
+        assert not any(changed[: len(below)])
+        if math.isfinite(first):
+            assert changed[-1] > 0
+
+
+def test_truncation_figure_shows_relu_the_smooth_control_and_the_inputs():
+    from resdepth import expansion_plots
+
+    settings = {"dataset": "d", "arch": "mlp", "width": 8, "depth": 4, "seeds": [0]}
+    settings |= {"orders": [1, 2], "lambda_min": 1e-4, "lambda_max": 1e-1, "lambda_steps": 7}
+    settings |= {"fit_max_lambda": 1e-2, "activations": ["relu", "tanh", "gelu"]}
+    tables = expansion_study.truncation_tables(settings, inputs(16)[0], num_classes=3)
+    truncation = pd.DataFrame(tables["truncation"])
+    slopes = pd.DataFrame(expansion_study.truncation_slopes(tables["truncation"], 1e-2))
+    fig = expansion_plots.truncation_figure(truncation, slopes, pd.DataFrame(tables["per_input"]))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles[:3] == [
+        "ReLU: Taylor at λ=0 (masks at x₀)",
+        "ReLU: paths at λ (masks of the forward pass)",
+        "ReLU units off their λ=0 mask",
+    ]
+    assert "gelu (smooth control): Taylor at λ=0" in titles
+    assert "tanh (smooth control): Taylor at λ=0" in titles
+    assert "ReLU, input by input (dashed: K+1)" in titles
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]  # gelu panel
+    assert legend[1].startswith("K=2: slope 3.0") and legend[1].endswith("(ideal 3)")
 
 
 def test_run_tables_of_ok_and_diverged_runs():

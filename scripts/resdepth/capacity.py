@@ -7,15 +7,19 @@ tracking the geometric complexity (GC) of each run through training
 - ``sweep_tables``: one row per run (final and peak GC, test accuracy, train loss) and
   one row per GC measurement (GC over training);
 - ``unimodality``: whether GC(λ) has a single interior maximum, per seed and for the
-  seed mean, with the test spelled out in the result so a reader can check it.
+  seed mean, with the test spelled out in the result so a reader can check it;
+- ``interior_maximum``: claim C4's test with seed noise: does the highest interior point
+  of the seed-mean curve exceed both ends by more than the noise?
 """
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from resdepth.fits import paired_interval
 from resdepth.scalings import is_fixed_lambda
 
 #: Columns of gc_vs_lambda.csv (docs/file-contracts.md).
@@ -31,6 +35,7 @@ SWEEP_COLUMNS = (
     "scaling",
     "lambda",
     "seed",
+    "grad_clip",
     "status",
     "gc_init",
     "gc_final",
@@ -53,7 +58,8 @@ TEST_DESCRIPTION = (
     "running mean over 3 neighbouring lambdas (weights 1, 2, 1; 2, 1 at either end). A "
     "local maximum is a point above each of its neighbours (one neighbour at either end;"
     " a plateau counts once)."
-    " shape: 'interior maximum' (exactly one local maximum, at neither end: GC is "
+    " shape: 'flat' (every smoothed value equal), 'interior maximum' (exactly one local "
+    "maximum, at neither end: GC is "
     "unimodal in lambda with its peak inside the sweep), 'maximum at largest lambda' or "
     "'maximum at smallest lambda' (exactly one local maximum, at that end: monotone after"
     " smoothing), 'several maxima', or 'too few lambdas' (under 3 finished runs). The "
@@ -133,7 +139,9 @@ def curve_shape(lambdas, gc):
         return {"shape": "too few lambdas", "n_lambdas": len(lambdas), "argmax_lambda": None}
     curve = smoothed(np.log10(gc))
     maxima = local_maxima(curve)
-    if len(maxima) > 1:
+    if curve.max() == curve.min():
+        shape = "flat"
+    elif len(maxima) > 1:
         shape = "several maxima"
     elif maxima[0] == 0:
         shape = "maximum at smallest lambda"
@@ -202,3 +210,41 @@ def verdict(per_seed, seed_mean, smallest_diverged):
     if smallest_diverged is not None:
         text += f". Runs diverged from lambda = {smallest_diverged:g} (not in the curves)"
     return text + "."
+
+
+def interior_maximum(table, metric, confidence):
+    """Claim C4's test on the fixed-λ runs of the sweep, all finished (the caller reports a
+    sweep with diverged runs as truncated): the interior λ whose seed-mean log10 GC is
+    highest, and the paired intervals over seeds of its log10 GC minus that at the
+    smallest and at the largest λ (``paired_interval``; measurement error: GC's own
+    standard error, 0 for the exact method). None where the test cannot be run, with
+    ``reason``: under 3 λ, or under 2 seeds finished at every λ.
+    """
+    lambdas = sorted(float(v) for v in table["lambda"].unique())
+    seeds = sorted(set.intersection(*(set(g["seed"]) for _, g in table.groupby("lambda"))))
+    result = {"metric": metric, "lambdas": lambdas, "seeds": [int(s) for s in seeds]}
+    if len(lambdas) < 3:
+        return {**result, "reason": f"{len(lambdas)} λ values, 3 needed for an interior point"}
+    if len(seeds) < 2:
+        return {**result, "reason": f"{len(seeds)} seed(s) at every λ, 2 needed for seed noise"}
+    rows = table[table["seed"].isin(seeds)]
+    log_gc = np.log10(rows.pivot(index="seed", columns="lambda", values=metric))
+    # Var(log10 GC) = (stderr / (GC ln 10))²; 0 where GC is exact (no standard error) and
+    # for the peak GC, whose standard error is not recorded.
+    stderr_column = f"{metric}_stderr"
+    if stderr_column in rows:
+        stderr = rows.pivot(index="seed", columns="lambda", values=stderr_column).fillna(0)
+    else:
+        stderr = log_gc * 0
+    log_var = (stderr / (10**log_gc * math.log(10))) ** 2
+    mean = log_gc.mean()
+    peak = float(mean.iloc[1:-1].idxmax())
+    result |= {
+        "mean_log10": [float(v) for v in mean],
+        "interior_argmax_lambda": peak,
+    }
+    for end, name in ((lambdas[0], "smallest"), (lambdas[-1], "largest")):
+        result[f"minus_{name}"] = paired_interval(
+            log_gc[peak] - log_gc[end], log_var[peak] + log_var[end], confidence
+        )
+    return result

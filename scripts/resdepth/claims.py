@@ -5,11 +5,13 @@ the files of docs/file-contracts.md, ``None`` when this config does not produce 
 the config's ``claims.CN`` thresholds, and returns a ``ClaimCheck``: the statement, the
 test applied written out with its thresholds, the measured figures, and a verdict.
 
-Verdicts of C1-C4, which are statements: ``holds``, ``does not hold``, or ``not measured
-in this config`` when the data a test needs are absent (a scaling, enough depths, a
-result file). C5 is a question, not a statement: it is ``measured`` when the run has the
-numbers that answer it, else ``not measured in this config``; the answer is in the
-measured figures. Verdicts are only ever computed here, from the data.
+Verdicts of C1-C4, which are statements: ``holds``, ``does not hold``, ``inconclusive``
+(a comparison whose interval straddles its threshold: the difference is inside the seed
+and test-set noise), or ``not measured`` when the data a test needs are absent (a scaling,
+enough depths or seeds, a result file, a run that did not diverge), with the reason in
+the summary. C5 is a question, not a statement: it is ``measured`` when the run has the
+numbers that answer it, else ``not measured``; the answer is in the measured figures.
+Verdicts are only ever computed here, from the data.
 """
 
 import json
@@ -22,14 +24,18 @@ import numpy as np
 import pandas as pd
 
 from resdepth import aggregate
+from resdepth.capacity import interior_maximum
+from resdepth.fits import loglog_slope, paired_interval
+from resdepth.scalings import is_fixed_lambda
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
 MEASURED = "measured"
-NOT_MEASURED = "not measured in this config"
+NOT_MEASURED = "not measured"
 
 #: Every verdict a check may return; C5 uses only the last two.
-VERDICTS = (HOLDS, DOES_NOT_HOLD, MEASURED, NOT_MEASURED)
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, MEASURED, NOT_MEASURED)
 
 #: The claims as PAPER.md §3 states them, shortened.
 STATEMENTS = {
@@ -55,6 +61,26 @@ FIGURES = {
     "C3": "figures/accuracy_vs_depth.png",
     "C4": "figures/capacity_gc_vs_lambda.png",
     "C5": "figures/expansion_truncated_accuracy.png",
+}
+
+#: What could turn each claim's verdict, in words (claims.md prints it under the test).
+WHAT_WOULD_CHANGE = {
+    "C1": "A smooth tower's fitted slope leaving the tolerance of K+1 (a fit range where "
+    "round-off or the next order bends the line), or the share of ReLU inputs whose own "
+    "slope is within it falling below min_share_per_input; no smooth activation in "
+    "expansion.truncation.activations, or no ReLU input fitted, makes it not measured. "
+    "The ReLU batch slope cannot change it.",
+    "C2": "A λ=1 growth rate below the threshold, or a λ=1/√n or λ=1/n norm at the "
+    "largest depth at or above the bound; with fewer common depths than min_depths it is "
+    "not measured.",
+    "C3": "Stability: a λ=1/√n or λ=1/n seed diverging or ending below the trained "
+    "threshold at any depth, or λ=1 training at the largest depth. Gap: more seeds (a "
+    "narrower seed interval) or a larger test set (a smaller binomial error) can turn an "
+    "inconclusive gap into holds or does not hold.",
+    "C4": "A run of the sweep diverging makes it not measured (capacity.grad_clip keeps "
+    "large-λ runs finite); more seeds narrow the intervals and can turn inconclusive into "
+    "either verdict; a wider λ range can move the peak or the ends.",
+    "C5": "Nothing: it is reported, not judged; absent tables make it not measured.",
 }
 
 #: The three unnormalised scalings C2 and C3 compare.
@@ -97,52 +123,120 @@ def _plain(value):
 # --- C1 -----------------------------------------------------------------------------
 
 
-def check_c1(slopes, thresholds):
-    """C1 from expansion/truncation_slopes.csv: the fitted log-log slope of the order-K
-    truncation error (mean over seeds) must be within the tolerance of K+1 for every K."""
+def _c1_smooth(taylor, orders, tolerance):
+    """The smooth-module control: (verdict, seed-mean batch slopes per activation, text)."""
+    smooth = sorted(set(taylor["activation"]) - {"relu"})
+    if not smooth:
+        return NOT_MEASURED, {}, "no smooth-module control (expansion.truncation.activations)"
+    mean = taylor[taylor["activation"].isin(smooth)].groupby(["activation", "order"])["slope"]
+    mean = mean.mean()
+    slopes = {a: {str(k): _float(mean.get((a, k))) for k in orders} for a in smooth}
+    if any(v is None for per_order in slopes.values() for v in per_order.values()):
+        return NOT_MEASURED, slopes, "a smooth tower without a fitted slope for every K"
+    within = all(abs(v - (int(k) + 1)) <= tolerance for s in slopes.values() for k, v in s.items())
+    text = "; ".join(
+        f"{a} towers, batch slope " + ", ".join(f"K={k} {v:.2f}" for k, v in s.items())
+        for a, s in slopes.items()
+    )
+    return (HOLDS if within else DOES_NOT_HOLD), slopes, text
+
+
+def _c1_per_input(per_input, orders, tolerance, min_share):
+    """ReLU towers per input: (verdict, figures, text)."""
+    rows = None if per_input is None else per_input[per_input["activation"] == "relu"]
+    if rows is None or rows.empty:
+        return NOT_MEASURED, {}, "no per-input slopes of ReLU towers"
+    figures = {}
+    for k in orders:
+        fitted = rows.loc[(rows["order"] == k), "slope"].dropna()
+        within = (fitted - (k + 1)).abs() <= tolerance
+        figures[str(k)] = {
+            "n_inputs": int((rows["order"] == k).sum()),
+            "n_fitted": len(fitted),
+            "share_within_tolerance": float(within.mean()) if len(fitted) else None,
+            "median_slope": float(fitted.median()) if len(fitted) else None,
+        }
+    if any(f["share_within_tolerance"] is None for f in figures.values()):
+        return NOT_MEASURED, figures, "an order K with no input fitted below its first mask change"
+    holds = all(f["share_within_tolerance"] >= min_share for f in figures.values())
+    text = "ReLU towers per input, below each input's first mask change: " + ", ".join(
+        f"K={k} {f['share_within_tolerance']:.0%} of {f['n_fitted']} fitted inputs (of "
+        f"{f['n_inputs']}) within ±{tolerance:g} of {int(k) + 1} (median "
+        f"{f['median_slope']:.2f})"
+        for k, f in figures.items()
+    )
+    return (HOLDS if holds else DOES_NOT_HOLD), figures, text
+
+
+def _c1_relu_batch(taylor, truncation, orders):
+    """The ReLU batch exponents and their mechanism (reported, not judged): (figures, text)."""
+    relu = taylor[taylor["activation"] == "relu"]
+    if relu.empty:
+        return {}, ""
+    exponents = relu.groupby("order")["slope"].mean()
+    figures = {"batch_slopes": {str(k): _float(exponents.get(k)) for k in orders}}
+    text = "ReLU towers, whole batch: slope " + ", ".join(
+        f"K={k} {v:.2f}" for k, v in figures["batch_slopes"].items() if v is not None
+    )
+    if truncation is not None and not truncation.empty:
+        fit_max = float(relu["fit_lambda_max"].max())
+        rows = truncation[
+            (truncation["activation"] == "relu")
+            & (truncation["decomposition"] == "taylor")
+            & (truncation["lambda"] <= fit_max)
+        ]
+        changes = rows.groupby("lambda")["mask_change_fraction"].mean()
+        growth = loglog_slope(changes.index, changes.to_numpy())
+        figures["mask_change_fraction_slope"] = _float(growth)
+        figures["mask_change_fraction_at_fit_max"] = _float(changes.iloc[-1])
+        text += (
+            f", because the fraction of ReLU units off their λ=0 mask grows as λ^"
+            f"{_format_optional(_float(growth))} ({_format_optional(_float(changes.iloc[-1]))}"
+            f" at λ={fit_max:g}) and each such unit adds an O(λ²) piece no Taylor order "
+            "removes (reported, not judged)"
+        )
+    return figures, text
+
+
+def check_c1(slopes, per_input, truncation, thresholds):
+    """C1 from expansion/truncation{,_slopes,_per_input}.csv: the theorem on smooth towers
+    (batch slopes) and on ReLU towers input by input below each input's first mask
+    change; the ReLU batch exponent with its mechanism is reported."""
     orders = sorted(thresholds["orders"])
-    tolerance = thresholds["slope_tolerance"]
-    decomposition, statistic = thresholds["decomposition"], thresholds["statistic"]
+    tolerance, min_share = thresholds["slope_tolerance"], thresholds["min_share_per_input"]
     test = (
-        f"Log-log slope of the order-K truncation error vs λ ({decomposition} "
-        f"decomposition, {statistic} statistic), fitted at small λ on fresh towers, mean "
-        f"over seeds; holds if |slope − (K+1)| ≤ {tolerance:g} for every K in "
-        f"{', '.join(map(str, orders))}. (T_1, T_2 against their closed forms are checked "
-        f"by the unit tests, not here.)"
+        f"Two tests of the Taylor expansion at λ=0 on fresh towers, for every K in "
+        f"{', '.join(map(str, orders))}. Smooth control (activations other than ReLU, where "
+        "the tower is analytic in λ): the log-log slope of the batch truncation error vs λ, "
+        f"fitted at small λ, mean over seeds, within ±{tolerance:g} of K+1. ReLU per input: "
+        "each input's slope fitted over the λ below its first mask change (measured on the "
+        "λ grid) and above round-off, at least 3 points; the share of fitted inputs within "
+        f"±{tolerance:g} of K+1 at least {min_share:g}. Holds if both hold; does not hold if "
+        "either does not. The ReLU slope of the whole batch is reported with its mechanism "
+        "(mask changes), not judged: the theorem assumes no mask changes."
     )
     if slopes is None or slopes.empty:
         return _check("C1", test, NOT_MEASURED, _missing_text("no truncation slopes"))
-    by_statistic = slopes[slopes["statistic"] == statistic]
-    mean_slopes = by_statistic.groupby(["decomposition", "order"])["slope"].mean()
-    rows = by_statistic[by_statistic["decomposition"] == decomposition]
-    mean_slope = rows.groupby("order")["slope"].mean()
-    missing = [k for k in orders if not math.isfinite(mean_slope.get(k, math.nan))]
-    if missing:
-        text = _missing_text(f"no fitted slope for K={', '.join(map(str, missing))}")
-        return _check("C1", test, NOT_MEASURED, text)
+    taylor = slopes[slopes["decomposition"] == "taylor"]
+    smooth, smooth_slopes, smooth_text = _c1_smooth(taylor, orders, tolerance)
+    inputs, input_figures, input_text = _c1_per_input(per_input, orders, tolerance, min_share)
+    batch_figures, batch_text = _c1_relu_batch(taylor, truncation, orders)
     measured = {
-        "slopes": {str(k): float(mean_slope[k]) for k in orders},
+        "smooth_control": {"verdict": smooth, "slopes": smooth_slopes},
+        "relu_per_input": {"verdict": inputs, "orders": input_figures},
+        "relu_batch": batch_figures,
         "ideal": {str(k): k + 1 for k in orders},
-        "depth": sorted(int(d) for d in rows["depth"].unique()),
-        "n_seeds": int(rows["seed"].nunique()),
+        "depth": sorted(int(d) for d in taylor["depth"].unique()),
+        "n_seeds": int(taylor["seed"].nunique()),
         "fit_lambda_range": [
-            float(rows["fit_lambda_min"].min()),
-            float(rows["fit_lambda_max"].max()),
+            float(taylor["fit_lambda_min"].min()),
+            float(taylor["fit_lambda_max"].max()),
         ],
     }
-    # The other decomposition's slopes are context, not part of the test.
-    others = {
-        other: {str(k): float(v) for k, v in mean_slopes[other].items()}
-        for other in mean_slopes.index.unique("decomposition")
-        if other != decomposition
-    }
-    measured["other_decompositions"] = others
-    within = all(abs(mean_slope[k] - (k + 1)) <= tolerance for k in orders)
-    summary = "; ".join(f"K={k}: slope {mean_slope[k]:.2f} (ideal {k + 1})" for k in orders)
-    for other, values in others.items():
-        summary += f" ({other} decomposition: " + ", ".join(f"{v:.2f}" for v in values.values())
-        summary += ")"
-    return _check("C1", test, HOLDS if within else DOES_NOT_HOLD, summary, measured)
+    summary = f"smooth control ({smooth}): {smooth_text}; per input ({inputs}): {input_text}"
+    if batch_text:
+        summary += f"; {batch_text}"
+    return _check("C1", test, _combined([smooth, inputs]), summary, measured)
 
 
 # --- C2 -----------------------------------------------------------------------------
@@ -203,125 +297,218 @@ def check_c2(norms, thresholds):
 # --- C3 -----------------------------------------------------------------------------
 
 
-def _c3_group(cells, thresholds):
-    """C3 on the accuracy cells of one combination of settings; None if not measurable."""
-    by_scaling = {s: cells[cells["scaling"] == s] for s in UNNORMALISED}
-    common = set.intersection(*(set(c["depth"]) for c in by_scaling.values()))
+def _interval_verdict(interval):
+    """A claim "A > B" on the interval of A − B: holds when it lies above 0, does not hold
+    when it lies at or below 0 (A is not above B beyond the noise), else inconclusive."""
+    if interval["low"] > 0:
+        return HOLDS
+    if interval["high"] <= 0:
+        return DOES_NOT_HOLD
+    return INCONCLUSIVE
+
+
+def _combined(verdicts):
+    """One verdict from the verdicts of its parts: any part that does not hold decides;
+    all hold: holds; otherwise inconclusive if a part is, else (a part, or every part,
+    not measured) not measured."""
+    verdicts = list(verdicts)
+    if DOES_NOT_HOLD in verdicts:
+        return DOES_NOT_HOLD
+    if verdicts and all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE
+    return NOT_MEASURED
+
+
+def _c3_depth(cells, n_test, thresholds):
+    """C3's figures at one depth of one settings group: ``cells`` are its runs."""
+    outcome = {}
+    for scaling in (*UNNORMALISED, "bn"):
+        runs = cells[cells["scaling"] == scaling]
+        ok = runs[runs["status"] == "ok"]
+        outcome[scaling] = {
+            "n_seeds": len(runs),
+            "n_diverged": int((runs["status"] != "ok").sum()),
+            "test_acc": float(ok["test_acc"].mean()) if len(ok) else None,
+        }
+
+    def trained(s):
+        acc = outcome[s]["test_acc"]
+        return outcome[s]["n_diverged"] == 0 and acc >= thresholds["trained_above"]
+
+    one = outcome["one"]
+    result = {
+        "depth": int(cells["depth"].iloc[0]),
+        "runs": {s: v for s, v in outcome.items() if v["n_seeds"]},
+        "one_diverged_or_stalled": bool(
+            one["n_diverged"] > 0 or one["test_acc"] < thresholds["stalled_below"]
+        ),
+        "inv_sqrt_and_inv_trained": bool(trained("inv_sqrt") and trained("inv")),
+        "gap": None,
+        "gap_verdict": NOT_MEASURED,
+    }
+    if result["inv_sqrt_and_inv_trained"]:
+        accs = cells.pivot_table(index="seed", columns="scaling", values="test_acc")
+        paired = accs[["inv_sqrt", "inv"]].dropna()
+        binomial = (paired * (1 - paired) / n_test).sum(axis=1)  # Var of each seed's gap
+        gap = paired_interval(
+            paired["inv_sqrt"] - paired["inv"], binomial, thresholds["confidence"]
+        )
+        result["gap"] = gap
+        result["gap_verdict"] = NOT_MEASURED if gap is None else _interval_verdict(gap)
+    return result
+
+
+def _c3_group(runs, n_test, thresholds):
+    """C3 on the runs of one combination of settings; None without a depth at which all
+    three unnormalised scalings have runs."""
+    common = set.intersection(*(set(runs.loc[runs["scaling"] == s, "depth"]) for s in UNNORMALISED))
     if not common:
         return None
-    largest = max(common)
-    cell = {s: c[c["depth"] == largest].iloc[0] for s, c in by_scaling.items()}
-
-    def accuracy(row):
-        return float(row["test_acc_mean"]) if row["n_ok"] > 0 else None
-
-    def trained(row):
-        return row["n_diverged"] == 0 and accuracy(row) >= thresholds["trained_above"]
-
-    def failed(row):
-        return row["n_diverged"] > 0 or accuracy(row) < thresholds["stalled_below"]
-
-    acc = {s: accuracy(row) for s, row in cell.items()}
-    gap = None
-    if acc["inv_sqrt"] is not None and acc["inv"] is not None:
-        gap = acc["inv_sqrt"] - acc["inv"]
-    bn = cells[(cells["scaling"] == "bn") & (cells["depth"] == largest)]
-    bn_acc = accuracy(bn.iloc[0]) if len(bn) else None
-    result = {
-        **{s: _plain(cells.iloc[0][s]) for s in aggregate.SETTINGS},
-        "largest_depth": int(largest),
-        "test_acc": acc,
-        "diverged": {
-            s: f"{int(row['n_diverged'])}/{int(row['n_seeds'])}" for s, row in cell.items()
-        },
-        "one_diverged_or_stalled": bool(failed(cell["one"])),
-        "inv_sqrt_trained": bool(trained(cell["inv_sqrt"])),
-        "inv_trained": bool(trained(cell["inv"])),
-        "inv_sqrt_minus_inv": gap,
-        "bn_test_acc": bn_acc,
-    }
-    result["holds"] = bool(
-        result["one_diverged_or_stalled"]
-        and result["inv_sqrt_trained"]
-        and result["inv_trained"]
-        and gap >= thresholds["min_gap"]
+    depths = [_c3_depth(runs[runs["depth"] == d], n_test, thresholds) for d in sorted(common)]
+    largest = depths[-1]
+    stable = largest["one_diverged_or_stalled"] and all(
+        d["inv_sqrt_and_inv_trained"] for d in depths
     )
-    return result
+    gaps = [d["gap_verdict"] for d in depths if d["inv_sqrt_and_inv_trained"]]
+    return {
+        **{s: _plain(runs.iloc[0][s]) for s in aggregate.SETTINGS},
+        "largest_depth": largest["depth"],
+        "depths": depths,
+        "stability": HOLDS if stable else DOES_NOT_HOLD,
+        "gap": _combined(gaps),
+        "verdict": _combined([HOLDS if stable else DOES_NOT_HOLD, *gaps]),
+    }
 
 
 def _percent(value):
     return "diverged" if value is None else f"{100 * value:.1f}%"
 
 
-def check_c3(accuracy, thresholds):
-    """C3 from tables/accuracy.csv, at the largest depth all three unnormalised scalings
-    share, separately for each combination of the other grid settings."""
-    test = (
-        "At the largest depth where λ=1, λ=1/√n and λ=1/n were all trained (per "
-        "combination of the other grid settings): λ=1 diverged (any seed) or stalled (mean "
-        f"test accuracy < {thresholds['stalled_below']:g}); λ=1/√n and λ=1/n trained (no "
-        f"seed diverged, mean test accuracy ≥ {thresholds['trained_above']:g}); and "
-        f"acc(λ=1/√n) − acc(λ=1/n) ≥ {thresholds['min_gap']:g}. Holds if all hold in every "
-        "combination; BatchNorm is reported as the reference."
+def _c3_depth_text(d):
+    """One depth of C3 in words: accuracies, divergences and the gap with its interval."""
+    cells = ", ".join(
+        f"{aggregate.scaling_label(s)} {_percent(r['test_acc'])}"
+        + (f" ({r['n_diverged']}/{r['n_seeds']} diverged)" if r["n_diverged"] else "")
+        for s, r in d["runs"].items()
     )
-    if accuracy is None or accuracy.empty:
-        return _check("C3", test, NOT_MEASURED, _missing_text("no accuracy table"))
-    accuracy = accuracy.assign(scaling=_scaling_names(accuracy))
+    text = f"n={d['depth']}: {cells}"
+    gap = d["gap"]
+    if gap is not None:
+        text += (
+            f"; 1/√n − 1/n {100 * gap['mean']:+.1f} points, "
+            f"{100 * gap['confidence']:g}% interval [{100 * gap['low']:+.1f}, "
+            f"{100 * gap['high']:+.1f}] ({d['gap_verdict']})"
+        )
+    elif d["inv_sqrt_and_inv_trained"]:
+        text += "; gap not measured (under 2 seeds with both trained)"
+    return text
+
+
+def check_c3(runs, manifests, thresholds):
+    """C3 from runs.csv (per-seed accuracies) and the data manifests (test-set sizes), at
+    every depth all three unnormalised scalings share, separately for each combination of
+    the other grid settings."""
+    confidence = thresholds["confidence"]
+    test = (
+        "Per combination of the other grid settings, at every depth where λ=1, λ=1/√n and "
+        "λ=1/n all have runs. Stability: λ=1/√n and λ=1/n trained at every such depth (no "
+        f"seed diverged, mean test accuracy ≥ {thresholds['trained_above']:g}) and λ=1 "
+        "diverged (any seed) or stalled (mean test accuracy < "
+        f"{thresholds['stalled_below']:g}) at the largest; holds or does not hold. Gap, at "
+        "every depth where λ=1/√n and λ=1/n trained: acc(λ=1/√n) − acc(λ=1/n) paired by "
+        f"seed, with a {confidence:.0%} interval whose half-width is the larger of the "
+        "Student-t interval over seeds and the test-set binomial error of the two "
+        "accuracies; holds if the interval lies above 0, does not hold if it lies at or "
+        "below 0, else inconclusive. C3 holds if stability and every gap hold; does not "
+        "hold if either part does not hold anywhere; else inconclusive. More seeds narrow "
+        "the intervals and can turn an inconclusive gap into either verdict. BatchNorm is "
+        "reported as the reference."
+    )
+    if runs is None or runs.empty:
+        return _check("C3", test, NOT_MEASURED, _missing_text("no runs table"))
+    if not (runs["status"] == "ok").any():
+        text = _missing_text(f"no trained run (all {len(runs)} diverged)")
+        return _check("C3", test, NOT_MEASURED, text)
+    sizes = {m["dataset"]: m["n_test"] for m in manifests or []}
+    missing = sorted(set(runs["dataset"]) - set(sizes))
+    if missing:
+        raise ValueError(f"no data manifest (test-set size) for dataset(s) {', '.join(missing)}")
+    runs = runs.assign(scaling=_scaling_names(runs))
     groups = [
-        _c3_group(cells, thresholds) for _, cells in accuracy.groupby(list(aggregate.SETTINGS))
+        _c3_group(group, sizes[group["dataset"].iloc[0]], thresholds)
+        for _, group in runs.groupby(list(aggregate.SETTINGS))
     ]
     groups = [g for g in groups if g is not None]
     if not groups:
-        text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n were all trained")
+        text = _missing_text("no depth where λ=1, λ=1/√n and λ=1/n all have runs")
         return _check("C3", test, NOT_MEASURED, text)
-    parts = []
-    for g in groups:
-        cells = ", ".join(
-            f"{aggregate.scaling_label(s)} {_percent(g['test_acc'][s])} "
-            f"({g['diverged'][s]} seeds diverged)"
-            for s in UNNORMALISED
-        )
-        text = f"{g['dataset']}, n={g['largest_depth']}: {cells}"
-        if g["inv_sqrt_minus_inv"] is not None:
-            text += f", gap {100 * g['inv_sqrt_minus_inv']:+.1f} points"
-        if g["bn_test_acc"] is not None:
-            text += f", BatchNorm {_percent(g['bn_test_acc'])}"
-        parts.append(text)
-    verdict = HOLDS if all(g["holds"] for g in groups) else DOES_NOT_HOLD
-    return _check("C3", test, verdict, "; ".join(parts), {"groups": groups})
+    parts = [
+        f"{g['dataset']} (stability {g['stability']}, gap {g['gap']}): "
+        + "; ".join(_c3_depth_text(d) for d in g["depths"])
+        for g in groups
+    ]
+    verdict = _combined(g["verdict"] for g in groups)
+    return _check("C3", test, verdict, " | ".join(parts), {"groups": groups})
 
 
 # --- C4 -----------------------------------------------------------------------------
 
 
-def check_c4(unimodality, thresholds):
-    """C4 from capacity/unimodality.json: the fraction of seeds whose GC(λ) curve has a
-    single interior maximum must reach the threshold."""
-    metric, minimum = thresholds["metric"], thresholds["min_fraction_interior_maximum"]
+def check_c4(sweep, thresholds):
+    """C4 from capacity/gc_vs_lambda.csv: does the seed-mean GC(λ) curve have an interior
+    maximum above both ends by more than the seed noise?"""
+    metric, confidence = thresholds["metric"], thresholds["confidence"]
     test = (
-        f"Fraction of seeds whose {metric}(λ) curve over the λ sweep has a single interior "
-        f"maximum (the test of capacity/unimodality.json) ≥ {minimum:g}."
+        f"Over the fixed-λ runs of the λ sweep, every one finished (a diverged run truncates "
+        f"the curve: not measured) with ≥ 2 seeds at each of ≥ 3 λ: the interior λ with the "
+        f"highest seed-mean log10 {metric}, and the differences of its log10 {metric} from "
+        f"that at the smallest and at the largest λ, paired by seed, each with a "
+        f"{confidence:.0%} interval (half-width: the larger of the Student-t interval over "
+        "seeds and GC's own standard error). Holds (unimodal with an interior peak) if both "
+        "intervals lie above 0; does not hold if either lies at or below 0 (an end is as "
+        "high as any interior point: monotone, or flat); else inconclusive. More seeds "
+        "narrow the intervals; a sweep that trains past the stability limit (e.g. "
+        "capacity.grad_clip) turns not measured into a verdict."
     )
-    result = (unimodality or {}).get(metric)
-    if not result or result.get("fraction_interior_maximum") is None:
-        return _check("C4", test, NOT_MEASURED, _missing_text("no λ sweep with finished runs"))
-    fraction = result["fraction_interior_maximum"]
-    measured = {
-        "metric": metric,
-        "fraction_interior_maximum": fraction,
-        "n_seeds": len(result["per_seed"]),
-        "median_argmax_lambda": result["median_argmax_lambda"],
-        "seed_mean_shape": result["seed_mean"]["shape"],
-        "depth": unimodality.get("depth"),
-        "lambdas": unimodality.get("lambdas"),
-    }
+    if sweep is None or sweep.empty:
+        return _check("C4", test, NOT_MEASURED, _missing_text("no λ sweep"))
+    fixed = sweep[sweep["scaling"].map(is_fixed_lambda)]
+    finished = fixed[fixed["status"] == "ok"]
+    if finished.empty:
+        text = _missing_text(f"no trained run in the λ sweep (all {len(fixed)} diverged)")
+        return _check("C4", test, NOT_MEASURED, text)
+    diverged = fixed[fixed["status"] != "ok"]
+    if len(diverged):
+        lambdas = ", ".join(f"{v:.3g}" for v in sorted(diverged["lambda"].unique()))
+        text = (
+            f"divergence truncates the sweep: {len(diverged)} of {len(fixed)} runs diverged, "
+            f"at λ = {lambdas}, so GC(λ) is not measured there"
+        )
+        measured = {"diverged_lambdas": sorted(float(v) for v in diverged["lambda"].unique())}
+        return _check("C4", test, NOT_MEASURED, text, measured)
+    result = interior_maximum(finished, metric, confidence)
+    if "reason" in result:
+        return _check("C4", test, NOT_MEASURED, _missing_text(result["reason"]), result)
+    ends = [result["minus_smallest"], result["minus_largest"]]
+    verdict = _combined(_interval_verdict(i) for i in ends)
+    clips = sorted(finished["grad_clip"].dropna().unique()) if "grad_clip" in finished else []
+    clipped = f", gradient norm clipped at {', '.join(f'{c:g}' for c in clips)}" if clips else ""
+    curve = ", ".join(
+        f"{lam:.3g}: {value:.2f}"
+        for lam, value in zip(result["lambdas"], result["mean_log10"], strict=True)
+    )
     summary = (
-        f"{metric}: {fraction:.0%} of {measured['n_seeds']} seeds have a single interior maximum"
+        f"{metric} over λ ({len(result['seeds'])} seeds{clipped}), seed-mean log10 "
+        f"{metric} at λ = {curve}; highest interior point λ = "
+        f"{result['interior_argmax_lambda']:.3g}; its log10 {metric} minus the smallest λ's "
+        + ", minus the largest λ's ".join(
+            f"{i['mean']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}]" for i in ends
+        )
+        + f" ({confidence:.0%} intervals)"
     )
-    if result["median_argmax_lambda"] is not None:
-        summary += f" (median at λ={result['median_argmax_lambda']:.3g})"
-    summary += f"; seed mean: {measured['seed_mean_shape']}"
-    return _check("C4", test, HOLDS if fraction >= minimum else DOES_NOT_HOLD, summary, measured)
+    return _check("C4", test, verdict, summary, result)
 
 
 # --- C5 -----------------------------------------------------------------------------
@@ -412,10 +599,13 @@ def _format_optional(value):
 
 #: The result tables the checks read, by name (the ``claims`` rule's input names).
 TABLE_NAMES = (
+    "truncation",
     "truncation_slopes",
+    "truncation_per_input",
     "init_norms",
-    "accuracy",
-    "unimodality",
+    "runs",
+    "data_manifests",
+    "capacity_sweep",
     "orders",
     "truncated_accuracy",
 )
@@ -425,25 +615,37 @@ def check_all(tables, thresholds):
     """Every claim's check. ``tables`` maps a name of TABLE_NAMES to its table, or to
     None (or no entry) when this config does not produce it."""
     return [
-        check_c1(tables.get("truncation_slopes"), thresholds["C1"]),
+        check_c1(
+            tables.get("truncation_slopes"),
+            tables.get("truncation_per_input"),
+            tables.get("truncation"),
+            thresholds["C1"],
+        ),
         check_c2(tables.get("init_norms"), thresholds["C2"]),
-        check_c3(tables.get("accuracy"), thresholds["C3"]),
-        check_c4(tables.get("unimodality"), thresholds["C4"]),
+        check_c3(tables.get("runs"), tables.get("data_manifests"), thresholds["C3"]),
+        check_c4(tables.get("capacity_sweep"), thresholds["C4"]),
         check_c5(tables.get("orders"), tables.get("truncated_accuracy"), thresholds["C5"]),
     ]
 
 
 def read_tables(paths):
-    """Read the result files the checks use; ``paths`` maps a table name to its path or
-    None. CSV scalings stay text; JSON files are read as dicts."""
+    """Read the result files the checks use; ``paths`` maps a table name to its path, a
+    list of paths (read into a list) or None. CSV scalings stay text; JSON files are read
+    as dicts."""
+
+    def read(path):
+        if Path(path).suffix == ".json":
+            return json.loads(Path(path).read_text())
+        return pd.read_csv(path, dtype={"scaling": str})
+
     tables = {}
     for name, path in paths.items():
         if path is None:
             tables[name] = None
-        elif Path(path).suffix == ".json":
-            tables[name] = json.loads(Path(path).read_text())
+        elif isinstance(path, list | tuple):
+            tables[name] = [read(p) for p in path]
         else:
-            tables[name] = pd.read_csv(path, dtype={"scaling": str})
+            tables[name] = read(path)
     return tables
 
 
@@ -455,8 +657,9 @@ def claims_json(checks, thresholds):
 
 INTRODUCTION = (
     "Computed by the claims rule from this run's results, with the thresholds of the "
-    "config section claims. Verdicts: holds, does not hold, not measured in this config; "
-    "C5 is a question, measured when this run answers it."
+    "config section claims. Verdicts: holds, does not hold, inconclusive (the difference "
+    "a claim is about lies inside the seed and test-set noise), not measured (the reason "
+    "is given); C5 is a question, measured when this run answers it."
 )
 
 
@@ -475,6 +678,7 @@ def _blocks(checks):
             *([("figure", FIGURES[c.id])] if c.verdict != NOT_MEASURED else []),
             ("paragraph", "", c.statement),
             ("paragraph", "Test.", c.test),
+            ("paragraph", "What would change the verdict.", WHAT_WOULD_CHANGE[c.id]),
             (
                 "paragraph",
                 "Not measured:" if c.verdict == NOT_MEASURED else "Measured.",
@@ -522,10 +726,11 @@ def claims_markdown(checks):
     return "\n".join(lines)
 
 
-#: Verdict colours of the HTML page (green, red, blue, grey).
+#: Verdict colours of the HTML page (green, red, yellow, blue, grey).
 _VERDICT_COLORS = {
     HOLDS: "#d4edda",
     DOES_NOT_HOLD: "#f8d7da",
+    INCONCLUSIVE: "#fff3cd",
     MEASURED: "#d6e9f8",
     NOT_MEASURED: "#e9ecef",
 }

@@ -22,13 +22,22 @@ multiplied by the mask. The coefficients travel stacked on the batch dimension, 
 module runs once per layer on O(K) times the batch: O(n·K) work for a tower of n modules,
 never the 2^n of enumerating paths, and O(K) memory independent of n.
 
-Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm and
-ReLU layers. BatchNorm is used in eval mode only: there it is a fixed per-channel affine map
-of each sample; in training mode it normalises with batch statistics, is not a function of
-one sample, and has no per-sample expansion.
+Smooth branches (Tanh, GELU: ``models.ACTIVATIONS``) have Taylor terms too, the smooth
+control of claim C1: the tower is then analytic in t, and the same propagation of
+coefficients carries them through each activation σ exactly by Faà di Bruno's formula,
+σ(h_0 + u) = Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, the elementwise
+derivatives σ^(m) by nested forward-mode autodiff (``torch.func.jvp``). A ReLU is the
+case σ' = its mask at h_0, σ'' = 0. Smooth branches have no masks, hence no path terms:
+``path_terms`` and the mask functions refuse them.
+
+Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm,
+ReLU, Tanh and GELU layers. BatchNorm is used in eval mode only: there it is a fixed
+per-channel affine map of each sample; in training mode it normalises with batch
+statistics, is not a function of one sample, and has no per-sample expansion.
 """
 
 import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -39,6 +48,7 @@ from resdepth.models import ResidualTower
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_SMOOTH = (nn.Tanh, nn.GELU)
 
 
 class Expansion(NamedTuple):
@@ -69,12 +79,29 @@ def branch_layers(branch):
             "BatchNorm must be in eval mode with running statistics (call model.eval()): "
             "in training mode it is not a per-sample function and has no expansion"
         )
-    if not isinstance(branch, (nn.ReLU, nn.Linear, *_CONVS, *_BATCHNORMS)):
+    if not isinstance(branch, (nn.ReLU, *_SMOOTH, nn.Linear, *_CONVS, *_BATCHNORMS)):
         raise TypeError(
             f"unsupported layer {type(branch).__name__} in a residual branch: expected "
-            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval) and ReLU"
+            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval), ReLU, Tanh and GELU"
         )
     return [branch]
+
+
+def is_piecewise_linear(model):
+    """True if every nonlinearity of the tower's branches is a ReLU (masks exist)."""
+    tower = tower_of(model)
+    layers = [layer for b in tower.branches for layer in branch_layers(b)]
+    return not any(isinstance(layer, _SMOOTH) for layer in layers)
+
+
+def _require_masks(model, what):
+    """Refuse smooth branches where the method needs ReLU masks."""
+    if not is_piecewise_linear(model):
+        raise ValueError(
+            f"{what} needs ReLU branches (masks that freeze each module into an affine "
+            "map); this tower has smooth activations (Tanh/GELU), which have no masks. "
+            "Its Taylor terms (taylor_terms) are exact."
+        )
 
 
 def _batchnorm_scale(layer):
@@ -117,6 +144,9 @@ def _branch_on_slots(layers, slots, masks_from_sum):
         if isinstance(layer, nn.ReLU):
             h = h * ((h.sum(0) if masks_from_sum else h[0]) > 0)
             continue
+        if isinstance(layer, _SMOOTH):  # Taylor only: path_terms refuses smooth branches
+            h = _activation_on_series(layer, h)
+            continue
         h = _linear_part(layer, h.flatten(0, 1)).unflatten(0, (n_slots, batch))
         offset = _offset(layer, h.dim() - 1)
         if offset is not None:
@@ -124,10 +154,41 @@ def _branch_on_slots(layers, slots, masks_from_sum):
     return h
 
 
+def _activation_on_series(activation, h):
+    """The coefficients of σ(Σ_j h_j t^j) up to the order of ``h`` (slots, stacked):
+    Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, whose m-th power starts at t^m.
+    σ^(m) by m nested jvps of the elementwise σ (tangent 1: its Jacobian is diagonal)."""
+    u = h.clone()
+    u[0] = 0
+    power = torch.zeros_like(h)
+    power[0] = 1  # u^0
+    out = torch.zeros_like(h)
+    derivative = activation
+    for m in range(len(h)):
+        out += derivative(h[0]) * power / math.factorial(m)
+        power = _series_product(power, u)
+        derivative = _derivative(derivative)
+    return out
+
+
+def _series_product(a, b):
+    """Cauchy product of two truncated power series (coefficients stacked on dim 0)."""
+    return torch.stack([sum(a[i] * b[k - i] for i in range(k + 1)) for k in range(len(a))])
+
+
+def _derivative(f):
+    """x ↦ f'(x) for an elementwise f, by forward mode."""
+    return lambda x: torch.func.jvp(f, (x,), (torch.ones_like(x),))[1]
+
+
 def _tower_and_scales(model, scales):
-    """The tower, its branches' layers and the per-branch scales as Python floats."""
+    """The tower, its branches' layers and the per-branch scales as Python floats.
+
+    Given scales are read in float64: a Python list would otherwise become a float32
+    tensor, and a float64 expansion would run at scales rounded to 7 digits.
+    """
     tower = tower_of(model)
-    scales = tower.scales() if scales is None else torch.as_tensor(scales)
+    scales = tower.scales() if scales is None else torch.as_tensor(scales, dtype=torch.float64)
     if scales.shape != (len(tower.branches),):
         raise ValueError(f"need one scale per branch ({len(tower.branches)}), got {scales.shape}")
     return tower, [branch_layers(b) for b in tower.branches], scales.detach().tolist()
@@ -158,6 +219,7 @@ def taylor_terms(model, x0, order, scales=None):
     J_{f_j}(x0) f_i(x0). ``remainder`` = x_n − Σ_{k≤K} terms[k] at those scales.
     Cost: K + 1 branch applications per module (K coefficients, stacked, plus the forward
     pass for x_n), so O(n·K) for n modules; memory O(K) activations. No gradients.
+    Smooth activations add O(K³) elementwise work per activation (``_activation_on_series``).
     """
     _check_order(order)
     tower, layers, scales = _tower_and_scales(model, scales)
@@ -165,7 +227,7 @@ def taylor_terms(model, x0, order, scales=None):
     coeffs[0] = x0
     if order > 0:
         for module_layers, s in zip(layers, scales, strict=True):
-            # t·s·f(Σ_k t^k c_k) with masks at x0: the output's t^k needs f's t^(k-1) term.
+            # t·s·f(Σ_k t^k c_k) (ReLU masks at x0): the output's t^k needs f's t^(k-1) term.
             out = _branch_on_slots(module_layers, coeffs[:-1], masks_from_sum=False)
             coeffs[1:].add_(out, alpha=s)
     output = tower_forward(tower, x0, scales)
@@ -184,6 +246,7 @@ def path_terms(model, x0, max_order, scales=None):
     O(K) activations. No gradients.
     """
     _check_order(max_order)
+    _require_masks(model, "path_terms")
     _, layers, scales = _tower_and_scales(model, scales)
     terms = x0.new_zeros((max_order + 2, *x0.shape))  # P_0 .. P_K, tail
     terms[0] = x0
@@ -197,24 +260,35 @@ def path_terms(model, x0, max_order, scales=None):
 
 
 @torch.no_grad()
-def mask_change_fraction(model, x0, scales=None):
-    """Fraction of ReLU units (over the batch and every module) whose mask on the real
-    forward pass differs from the mask at λ = 0, where each module sees x0.
+def mask_changes_per_input(model, x0, scales=None):
+    """Per input (batch row): how many ReLU units (over every module) have a mask on the
+    real forward pass that differs from the mask at λ = 0, where each module sees x0;
+    and how many ReLU units one input has. ``(changed (B,), units per input)``.
 
-    Where it is 0 the Taylor and path terms coincide and the Taylor remainder is exactly
-    the higher-order terms; each change adds a piece that is not polynomial in λ.
+    An input with no change has its Taylor remainder exactly the higher-order terms;
+    each change adds a piece that is not polynomial in λ.
     """
+    _require_masks(model, "mask_changes_per_input")
     tower, layers, scales = _tower_and_scales(model, scales)
-    changed = total = 0
+    changed = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+    units = 0
     x = x0
     for module_layers, branch, s in zip(layers, tower.branches, scales, strict=True):
         for real, at_zero in zip(
             _relu_masks(module_layers, x), _relu_masks(module_layers, x0), strict=True
         ):
-            changed += int((real != at_zero).sum())
-            total += real.numel()
+            changed += (real != at_zero).flatten(1).sum(1)
+            units += real[0].numel()
         x = x + s * branch(x)
-    return changed / total if total else 0.0
+    return changed, units
+
+
+def mask_change_fraction(model, x0, scales=None):
+    """Fraction of ReLU units (over the batch and every module) off their λ = 0 mask
+    (``mask_changes_per_input`` summed). Where it is 0 the Taylor and path terms
+    coincide."""
+    changed, units = mask_changes_per_input(model, x0, scales)
+    return changed.sum().item() / (units * len(changed)) if units else 0.0
 
 
 @torch.no_grad()
@@ -224,6 +298,7 @@ def path_terms_by_enumeration(model, x0, scales=None):
     s_{ik} A_{ik} … s_{i2} A_{i2} s_{i1} f̂_{i1}(x0), where f̂_l is module l with its ReLU
     masks frozen on the real forward pass and A_l v = f̂_l(v) − f̂_l(0) its linear part.
     """
+    _require_masks(model, "path_terms_by_enumeration")
     tower, layers, scales = _tower_and_scales(model, scales)
     n = len(layers)
     masks, x = [], x0

@@ -26,49 +26,88 @@ def _depth_colors(depths):
     return {d: colormaps["Blues"](s) for d, s in zip(depths, shades, strict=True)}
 
 
-@plots.styled
-def truncation_figure(truncation, slopes):
-    """Claim C1: truncation error vs λ (log-log) for each order K, Taylor and path.
+def _truncation_panel(ax, truncation, slopes, colors, title):
+    """Error vs λ per order K (mean over seeds), legend: fitted slope vs K+1."""
+    for order, color in colors.items():
+        rows = truncation[truncation["order"] == order]
+        curve = _mean_over_seeds(rows, ["lambda"], "rel_error")
+        slope = slopes.loc[slopes["order"] == order, "slope"].mean()
+        ax.plot(
+            curve["lambda"],
+            curve["rel_error"],
+            marker="o",
+            markersize=3,
+            color=color,
+            label=f"K={order}: slope {slope:.2f} (ideal {order + 1})",
+        )
+    if len(slopes):
+        ax.axvspan(slopes["fit_lambda_min"].min(), slopes["fit_lambda_max"].max(), color="0.92")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("λ (every module)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
 
-    The legend gives the fitted slope (mean over seeds, batch norm); the shaded band is
-    the fit range. The right panel shows the fraction of ReLU units whose mask differs
-    from its λ = 0 value: each such unit adds an O(λ²) piece to the Taylor remainder.
+
+@plots.styled
+def truncation_figure(truncation, slopes, per_input):
+    """Claim C1: truncation error vs λ (log-log) for each order K.
+
+    Top row, ReLU towers: the Taylor expansion at λ = 0, the path decomposition at λ,
+    and the fraction of ReLU units off their λ = 0 mask (each adds an O(λ²) piece to the
+    Taylor remainder). Bottom row: the Taylor expansion of each smooth tower (the
+    control), and the distribution of the ReLU per-input slopes fitted below each
+    input's first mask change. Legends give the fitted slope (mean over seeds); the
+    shaded band is the fit range.
     """
-    fig, axes = plots.new_figure(ncols=3, width=14.0, height=4.2)
+    smooth = sorted(set(truncation["activation"]) - {"relu"})
+    fig, axes = plots.new_figure(nrows=2, ncols=max(3, len(smooth) + 1), width=14.0, height=8.4)
     orders = sorted(truncation["order"].unique())
     colors = dict(zip(orders, sns.color_palette("colorblind", len(orders)), strict=True))
-    fit = slopes[slopes["statistic"] == "batch"]
-    for ax, decomposition, title in (
-        (axes[0, 0], "taylor", "Taylor at λ=0 (masks at x₀)"),
-        (axes[0, 1], "path", "paths at λ (masks of the forward pass)"),
-    ):
-        rows = truncation[truncation["decomposition"] == decomposition]
-        for order in orders:
-            curve = _mean_over_seeds(rows[rows["order"] == order], ["lambda"], "rel_error")
-            slope = fit[(fit["decomposition"] == decomposition) & (fit["order"] == order)]
-            ax.plot(
-                curve["lambda"],
-                curve["rel_error"],
-                marker="o",
-                markersize=3,
-                color=colors[order],
-                label=f"K={order}: slope {slope['slope'].mean():.2f} (ideal {order + 1})",
-            )
-        if len(fit):
-            ax.axvspan(fit["fit_lambda_min"].min(), fit["fit_lambda_max"].max(), color="0.92")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("λ (every module)")
-        ax.set_title(title)
-        ax.legend(loc="upper left", fontsize="small")
+    panels = [
+        (axes[0, 0], "relu", "taylor", "ReLU: Taylor at λ=0 (masks at x₀)"),
+        (axes[0, 1], "relu", "path", "ReLU: paths at λ (masks of the forward pass)"),
+        *(
+            (axes[1, i], a, "taylor", f"{a} (smooth control): Taylor at λ=0")
+            for i, a in enumerate(smooth)
+        ),
+    ]
+    for ax, activation, decomposition, title in panels:
+        chosen = (truncation["activation"] == activation) & (
+            truncation["decomposition"] == decomposition
+        )
+        fitted = (slopes["activation"] == activation) & (slopes["decomposition"] == decomposition)
+        _truncation_panel(ax, truncation[chosen], slopes[fitted], colors, title)
     axes[0, 0].set_ylabel("‖x_n − order-K truncation‖ / ‖x₀‖")
-    changes = _mean_over_seeds(truncation, ["lambda"], "mask_change_fraction")
+    relu = truncation[truncation["activation"] == "relu"]
+    changes = _mean_over_seeds(relu, ["lambda"], "mask_change_fraction")
     axes[0, 2].plot(changes["lambda"], changes["mask_change_fraction"], marker="o", color="0.3")
     axes[0, 2].set_xscale("log")
     axes[0, 2].set_yscale("log")
     axes[0, 2].set_xlabel("λ (every module)")
     axes[0, 2].set_ylabel("fraction of ReLU units")
-    axes[0, 2].set_title("units off their λ=0 mask")
+    axes[0, 2].set_title("ReLU units off their λ=0 mask")
+    ax = axes[1, len(smooth)]
+    for order, color in colors.items():
+        fitted = per_input.loc[per_input["order"] == order, "slope"].dropna()
+        ax.hist(
+            fitted,
+            bins=40,
+            range=(0, 6),
+            color=color,
+            alpha=0.6,
+            label=f"K={order}: "
+            f"{len(fitted)} of {int((per_input['order'] == order).sum())} inputs fitted",
+        )
+        ax.axvline(order + 1, color=color, linestyle="--")
+    ax.set_xlabel("per-input slope (below its first mask change)")
+    ax.set_ylabel("inputs")
+    ax.set_title("ReLU, input by input (dashed: K+1)")
+    ax.legend(loc="upper left", fontsize="small")
+    for unused in axes[1, len(smooth) + 1 :]:
+        unused.set_visible(False)
+    for unused in axes[0, 3:]:
+        unused.set_visible(False)
     fig.suptitle(
         plots.settings_title(truncation, ["dataset", "arch", "width", "depth"])
         + f", fresh towers, {truncation['seed'].nunique()} seed(s)"

@@ -20,10 +20,13 @@ def scaling_token(scaling):
 
 
 def run_id(cell):
+    """The run's name: every cell setting, and ``-clip{g}`` for a clipped run (only the
+    λ sweep's, ``capacity.grad_clip``), so a clipped run is never the grid's."""
     c = cell
+    clip = f"-clip{c['grad_clip']:g}" if c.get("grad_clip") else ""
     return (
         f"{c['dataset']}-{c['arch']}-n{c['depth']}-{scaling_token(c['scaling'])}"
-        f"-w{c['width']}-lr{c['lr']:g}-e{c['epochs']}-b{c['batch_size']}-s{c['seed']}"
+        f"-w{c['width']}-lr{c['lr']:g}-e{c['epochs']}-b{c['batch_size']}-s{c['seed']}{clip}"
     )
 
 
@@ -88,7 +91,8 @@ def capacity_lambdas(sweep):
 
 def capacity_runs(config):
     """The λ sweep's runs (claim C4), ``{run_id: cell}``; empty without a ``capacity``
-    section. The sweep reads GC from the runs' history, so it needs GC tracking on."""
+    section. The sweep reads GC from the runs' history, so it needs GC tracking on. With
+    ``grad_clip`` set, every cell carries it (the gradient-norm bound of ``train_run``)."""
     sweep = config.get("capacity")
     if not sweep:
         return {}
@@ -100,8 +104,11 @@ def capacity_runs(config):
     fixed = ("dataset", "arch", "depth", "width", "lr", "epochs", "batch_size")
     sweep_grid = {key: [sweep[key]] for key in fixed}
     sweep_grid.update(scaling=capacity_scalings(sweep), seed=sweep["seed"])
+    cells = grid_cells(sweep_grid)
+    if sweep.get("grad_clip"):
+        cells = [{**cell, "grad_clip": sweep["grad_clip"]} for cell in cells]
     runs = {}
-    for cell in grid_cells(sweep_grid):
+    for cell in cells:
         add_run(runs, cell, "capacity")
     return runs
 
@@ -111,7 +118,8 @@ def capacity_scalings(sweep):
 
     A λ that is, to 3 significant digits, a named scaling's λ at the sweep's depth
     (``inv`` = 1/n is the first one by default) is replaced by that name: same tower,
-    same seed, same run, so the sweep reuses the grid's run instead of training a copy.
+    same seed, same run, so the sweep reuses the grid's run instead of training a copy
+    (unless the sweep clips gradients, which the grid does not).
     """
     named_lambdas = {f"{branch_scale(s, sweep['depth']):.3g}": s for s in FIXED_LAMBDA_NAMES}
     lambdas = [named_lambdas.get(f"{lam:.3g}", lam) for lam in capacity_lambdas(sweep)]

@@ -52,17 +52,31 @@ class ResNet(nn.Module):
         return self.head(self.tower(self.stem(x)))
 
 
-def mlp_branch(width, batchnorm=False):
-    """Linear-ReLU-Linear (with BatchNorm after each Linear for the ``bn`` scaling)."""
+#: The branches' nonlinearity (arch option ``activation``): ReLU, the paper's, or a smooth
+#: one, under which the tower is analytic in λ and the residual expansion's assumptions
+#: hold everywhere (claim C1's control). Weights keep the He (ReLU) initialisation.
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def activation_layer(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: expected one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp_branch(width, batchnorm=False, activation="relu"):
+    """Linear-act-Linear (with BatchNorm after each Linear for the ``bn`` scaling)."""
     if batchnorm:
         return nn.Sequential(
             nn.Linear(width, width, bias=False),
             nn.BatchNorm1d(width),
-            nn.ReLU(),
+            activation_layer(activation),
             nn.Linear(width, width, bias=False),
             nn.BatchNorm1d(width),
         )
-    return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+    return nn.Sequential(
+        nn.Linear(width, width), activation_layer(activation), nn.Linear(width, width)
+    )
 
 
 def he_init_(model):
@@ -79,31 +93,33 @@ def he_init_(model):
     return model
 
 
-def mlp_resnet(input_shape, num_classes, width, depth, scaling):
+def mlp_resnet(input_shape, num_classes, width, depth, scaling, activation="relu"):
     """Flatten → Linear stem → residual MLP tower → Linear head."""
     scaling = parse_scaling(scaling)
     stem = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width))
-    branches = [mlp_branch(width, batchnorm=scaling == "bn") for _ in range(depth)]
+    branches = [
+        mlp_branch(width, batchnorm=scaling == "bn", activation=activation) for _ in range(depth)
+    ]
     return he_init_(ResNet(stem, ResidualTower(branches, scaling), nn.Linear(width, num_classes)))
 
 
-def conv_branch(channels, batchnorm=False):
-    """conv3×3-ReLU-conv3×3 (pre-activation BN-ReLU-conv-BN-ReLU-conv for ``bn``).
+def conv_branch(channels, batchnorm=False, activation="relu"):
+    """conv3×3-act-conv3×3 (pre-activation BN-act-conv-BN-act-conv for ``bn``).
 
     Padding 1 keeps the feature map's shape, as every residual branch must.
     """
     if batchnorm:
         return nn.Sequential(
             nn.BatchNorm2d(channels),
-            nn.ReLU(),
+            activation_layer(activation),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
-            nn.ReLU(),
+            activation_layer(activation),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
         )
     return nn.Sequential(
         nn.Conv2d(channels, channels, 3, padding=1),
-        nn.ReLU(),
+        activation_layer(activation),
         nn.Conv2d(channels, channels, 3, padding=1),
     )
 
@@ -120,7 +136,7 @@ class AtLeastFloat32(nn.Module):
         return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1):
+def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1, activation="relu"):
     """Conv stem (C_in → width channels, stride ``stem_stride``) → isotropic conv tower →
     global average pool → Linear head.
 
@@ -138,7 +154,9 @@ def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1):
         nn.Conv2d(input_shape[0], width, stem_stride + 2, stride=stem_stride, padding=1),
         AtLeastFloat32(),
     )
-    branches = [conv_branch(width, batchnorm=scaling == "bn") for _ in range(depth)]
+    branches = [
+        conv_branch(width, batchnorm=scaling == "bn", activation=activation) for _ in range(depth)
+    ]
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
     return he_init_(ResNet(stem, ResidualTower(branches, scaling), head))
 
@@ -150,8 +168,8 @@ ARCHITECTURES = {"mlp": mlp_resnet, "conv": conv_resnet}
 def build_model(arch, input_shape, num_classes, width, depth, scaling, **options):
     """Build a freshly initialised model; the caller seeds torch beforehand.
 
-    ``options`` are architecture-specific settings from the config (e.g. a conv stem's
-    ``stem_stride``); the MLP takes none.
+    ``options`` are architecture-specific settings from the config: ``activation`` (both;
+    see ACTIVATIONS) and a conv stem's ``stem_stride``.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHITECTURES)}")

@@ -1,8 +1,9 @@
 """Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
 
 SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
-step. Deterministic given the cell's seed (weights, batch order and augmentation all
-derive from it). A non-finite loss is a result, not a crash: the run stops and is
+step; the gradient norm clipped where the cell says so (``grad_clip``, the λ sweep).
+Deterministic given the cell's seed (weights, batch order and augmentation all derive
+from it). A non-finite loss is a result, not a crash: the run stops and is
 recorded as diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
@@ -147,6 +148,14 @@ class TrainStep:
 
 
 @torch.no_grad()
+def clip_gradients(model, max_norm):
+    """Scale the gradients down to a total 2-norm of at most ``max_norm`` (None: leave
+    them). Keeps large-λ runs of the λ sweep finite past the stability limit, where a
+    single step would otherwise blow the weights up. No host sync."""
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def evaluate(model, data, x, y, batch_size, settings=None):
     """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
     model.eval()
@@ -230,6 +239,7 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
             loss, logits = train_step(data.inputs(x), y)
+            clip_gradients(model, cell.get("grad_clip"))
             optimizer.step()
             losses[i] = loss
             correct += (logits.argmax(1) == y).sum()

@@ -12,13 +12,19 @@ rule claims:
     """Verdicts on claims C1-C5, computed from the results with the config's thresholds."""
     input:
         **(
-            {"unimodality": rules.capacity_unimodality.output[0]}
+            {"capacity_sweep": rules.capacity_tables.output.sweep}
             if CAPACITY_RUNS
             else {}
         ),
+        truncation=rules.expansion_truncation.output.rows,
         truncation_slopes=rules.expansion_truncation.output.slopes,
+        truncation_per_input=rules.expansion_truncation.output.per_input,
         init_norms=rules.init_norms.output[0],
-        accuracy=rules.accuracy_table.output.csv,
+        runs=rules.aggregate_runs.output[0],
+        data_manifests=expand(
+            "results/data/{dataset}.json",
+            dataset=sorted(set(config["grid"]["dataset"])),
+        ),
         orders=rules.expansion_tables.output.orders,
         truncated_accuracy=rules.expansion_tables.output.truncated_accuracy,
         lib=lib("check_claims"),
