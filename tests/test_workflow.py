@@ -243,7 +243,8 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     without_sweep = {key: value for key, value in config.items() if key != "capacity"}
     jobs_with, jobs_without = workflow.planned_jobs(config), workflow.planned_jobs(without_sweep)
     own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
-    assert len(own_runs) == 2  # λ 0.1 and 0.316; λ=1 and 1/n are the grid's one, inv runs
+    # all 4 (λ 0.1, 0.316, 1/n, 1): clipped (capacity.grad_clip), none is a grid run
+    assert len(own_runs) == 4
     assert jobs_with.pop("train") == jobs_without.pop("train") + len(own_runs)
     for rule in ("capacity_tables", "capacity_unimodality", "plot_capacity"):
         assert jobs_with.pop(rule) == 1
