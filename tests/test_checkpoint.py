@@ -14,7 +14,7 @@ import torch
 from conftest import TRAIN_SETTINGS, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, data, grid, train
+from resdepth import checkpoint, data, grid, packs, train
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -165,9 +165,10 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
     config["grid"].update(depth=[4], scaling=["inv_sqrt"], epochs=[60])
     config["training"]["checkpoint_every"] = 1
     (run_id,) = grid.grid_runs(config)
+    pack_id = packs.pack_of(packs.training_packs(config)[1], run_id)  # a pack of one
     target = f"results/runs/{run_id}/metrics.json"
-    saved = workflow.path(f"results/checkpoints/{run_id}.pt")
-    log = workflow.path(f"results/logs/train/{run_id}.log")
+    saved = workflow.path(f"results/checkpoints/{pack_id}.pt")
+    log = workflow.path(f"results/logs/train/{pack_id}.log")
 
     command = [sys.executable, "-m", "snakemake", "--cores", "1", target]
     command += ["--configfile", str(workflow.write_config(config))]

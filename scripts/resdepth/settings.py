@@ -5,8 +5,9 @@ Torch-free: the Snakefile picks a training job's params with it while planning.
 
 #: Settings that change how a run executes, never what it computes: they are not job
 #: params, so changing one reruns nothing, and a checkpoint saved under other values
-#: still resumes. (``cuda_graph`` replays the very kernels of the eager step.)
-EXECUTION_SETTINGS = ("checkpoint_every", "gpu", "cuda_graph")
+#: still resumes. (``cuda_graph`` replays the very kernels of the eager step; ``packing`` trains
+#: each member of a pack exactly as it would train alone.)
+EXECUTION_SETTINGS = ("checkpoint_every", "gpu", "cuda_graph", "packing")
 
 
 def result_settings(training):

@@ -15,9 +15,10 @@ if not config:
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, deps, grid, settings
+from resdepth import cifar10, deps, grid, packs, settings
 
-TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
+# The grid's runs and the λ sweep's, and the packs that train them (one job each).
+TRAIN_RUNS, PACKS = packs.training_packs(config)
 GRID_RUNS = grid.grid_runs(config)
 
 
@@ -38,7 +39,7 @@ def lib(script):
     return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
 
 
-def train_resources(wildcards, attempt=1):
-    """Scheduler resources of the training job of a run id (see grid.train_resources)."""
-    cell = grid.cell_for(TRAIN_RUNS, wildcards.run_id)
-    return grid.train_resources(cell, config, attempt)
+def pack_resources(pack_id, attempt=1):
+    """Scheduler resources of a pack's training job (see packs.pack_resources)."""
+    cells = [TRAIN_RUNS[run_id] for run_id in PACKS[pack_id]]
+    return packs.pack_resources(cells, config, attempt)
