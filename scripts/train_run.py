@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from resdepth import checkpoint, data, grid, jobs, train
+from resdepth import checkpoint, data, gpus, grid, jobs, train
 
 jobs.log_to(snakemake.log[0])
 # The result-defining settings are params (they decide what is stale); the rest of the
@@ -21,6 +21,9 @@ checkpoint_path = f"results/checkpoints/{pack_id}.pt"  # outside the outputs: a 
 
 torch.set_num_threads(snakemake.threads)
 device = train.pick_device(settings["device"])
+if device.type == "cuda":  # several local jobs on a multi-GPU machine: one GPU each
+    device = torch.device("cuda", gpus.local_gpu_index(torch.cuda.device_count()))
+    torch.cuda.set_device(device)
 # Which GPU the scheduler gave this job, if any (SLURM sets CUDA_VISIBLE_DEVICES).
 train.log.info("device %s, CUDA_VISIBLE_DEVICES=%s", device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 train.log.info("pack %s: %d runs, %s", pack_id, len(run_ids), ", ".join(run_ids))

@@ -102,8 +102,15 @@ class TrainStep:
     a CUDA device; elsewhere it does nothing) the first batch of ``batch_size`` is
     captured once and every later one is a single replay. The optimiser step stays eager:
     its learning rate changes every step. A replay overwrites the gradient tensors that
-    the graph owns, so they are never set to None; a batch of another size (an epoch's
-    last) runs eagerly into those same tensors, zeroed first.
+    the graph owns; if anything set a ``.grad`` to None or replaced it since (e.g. a
+    ``zero_grad()``, whose default is ``set_to_none=True``), the graph's tensor is put
+    back before the replay, else the optimiser would skip that parameter for good. A
+    batch of another size (an epoch's last) runs eagerly into those same tensors, zeroed
+    first. Memory: the warm-up's and each eager batch's cached blocks are handed back to
+    the driver (``empty_cache``), so they are not held on top of the graph's own pool
+    (at depth 1000 each set is ~17 GB); the eager batch still needs its activations
+    while it runs. The returned loss and logits are copies: the next replay overwrites
+    the graph's own.
     """
 
     WARMUP_PASSES = 3  # eager passes before capture: cuDNN autotuning, lazy allocations
@@ -117,13 +124,21 @@ class TrainStep:
         """(loss, logits) of the batch, its gradients in the parameters' ``.grad``."""
         if self.use_graph and self.graph is None and len(y) == self.batch_size:
             self.capture(inputs, y)
-        if self.graph is not None and len(y) == self.batch_size:
+        if self.graph is None:
+            self.model.zero_grad(set_to_none=True)
+            return forward_backward(self.model, inputs, y, self.settings)
+        for param, grad in self.graph_grads:  # the tensors the graph writes
+            if param.grad is not grad:
+                param.grad = grad
+        if len(y) == self.batch_size:
             self.inputs.copy_(inputs)
             self.y.copy_(y)
             self.graph.replay()
-            return self.loss, self.logits
-        self.model.zero_grad(set_to_none=self.graph is None)  # keep the graph's tensors
-        return forward_backward(self.model, inputs, y, self.settings)
+            return self.loss.clone(), self.logits.clone()
+        self.model.zero_grad(set_to_none=False)  # keep the graph's tensors
+        result = forward_backward(self.model, inputs, y, self.settings)
+        torch.cuda.empty_cache()  # the eager batch's activations: not kept beside the pool
+        return result
 
     def capture(self, inputs, y):
         self.inputs, self.y = inputs.clone(), y.clone()
@@ -139,11 +154,13 @@ class TrainStep:
             for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         self.model.zero_grad(set_to_none=True)  # capture allocates the graph's gradients
+        torch.cuda.empty_cache()  # the warm-up's activations: not kept beside the pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.loss, self.logits = forward_backward(
                 self.model, self.inputs, self.y, self.settings
             )
+        self.graph_grads = [(p, p.grad) for p in self.model.parameters() if p.grad is not None]
 
 
 @torch.no_grad()
