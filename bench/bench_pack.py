@@ -6,17 +6,20 @@ the device, conv towers of width 64 with a stride-2 stem as in ``config/paper.ya
 
 1. time: µs per member-module-step (wall time of an epoch of ``--steps`` batches / (steps
    × K × depth)), per-member and pack ("grid-level") images/s and MFU against the card's
-   dense bf16 peak, for packs of K ∈ ``--ks`` plain-λ runs at ``--depth``, eager and with
-   ``cuda_graph``. The first of two epochs is warm-up (cuDNN autotuning, capture), the
-   second is timed from the history's wall times;
+   dense bf16 peak, for packs of K ∈ ``--ks`` plain-λ runs at ``--depth``, for both
+   backends (``loop``: the members' own models one after the other; ``packed``: one
+   model of grouped convolutions), eager and with ``cuda_graph``. The first of two
+   epochs is warm-up (cuDNN autotuning, capture), the second is timed from the history's
+   wall times;
 2. memory: peak GPU memory per member of a pack of ``--memory-k`` runs at
-   ``--memory-depth`` (one short epoch);
-3. agreement: per-epoch train loss of a pack member against the same run alone, next to
-   two runs alone (the noise floor: cuDNN may pick other algorithms in another run).
+   ``--memory-depth`` (one short epoch), for both backends;
+3. agreement: per-epoch train loss of a member of a packed pack and of a loop pack
+   against the same run alone, next to two runs alone (the noise floor: cuDNN may pick
+   other algorithms in another run).
 
-The members of a pack are stepped one after the other, so per member-module-step a pack
-should cost what a run alone does; what packing saves is per-job start-up (interpreter,
-torch and CUDA, data load, autotuning), measured by the pipeline benchmark instead.
+A loop pack should cost per member-module-step what a run alone does (it saves per-job
+start-up, which the pipeline benchmark measures); a packed one should cost less where
+the step is bound by the host launching small kernels.
 
   GPU:        python bench/bench_pack.py                     (bench/gpu_checks.sh pack)
   CPU check:  python bench/bench_pack.py --device cpu --depth 2 --width 8 --steps 3 \
@@ -44,6 +47,12 @@ SETTINGS = {  # config/paper.yaml's training section, less what is varied here
     "weight_decay": 5e-4,
     "warmup_epochs": 1,
     "eval_batch_size": 1000,
+}
+VARIANTS = {
+    "loop": {},
+    "loop+graph": {"cuda_graph": True},
+    "packed": {"pack_backend": "packed"},
+    "packed+graph": {"pack_backend": "packed", "cuda_graph": True},
 }
 #: Plain scalings to give a pack's members, in turn (any fixed λ trains alike).
 SCALINGS = ("inv", "inv_sqrt", 0.05, 0.02, 0.03, 0.2)
@@ -82,9 +91,9 @@ def time_packs(args, device, dataset):
     peak = bf16_peak(device)
     print(f"1. time, depth {args.depth}, width {args.width}, batch {args.batch_size},")
     print(f"   {args.steps} steps per epoch (second epoch timed; it includes one evaluation)")
-    print("   variant   K  us/member-module-step  img/s/member  img/s pack  MFU pack")
-    for variant, extra in (("eager", {}), ("graph", {"cuda_graph": True})):
-        if extra and device.type != "cuda":
+    print("   variant        K  us/member-module-step  img/s/member  img/s pack  MFU pack")
+    for variant, extra in VARIANTS.items():
+        if extra.get("cuda_graph") and device.type != "cuda":
             continue
         for k in args.ks:
             results = training.train_pack(
@@ -95,12 +104,15 @@ def time_packs(args, device, dataset):
                 device,
             )
             seconds = second_epoch_seconds(results[0][1])
+            del results
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the graphs' pools of this variant
             per_step = seconds / args.steps
             per_member_module = per_step / (k * args.depth) * 1e6
             member_rate = args.batch_size / per_step
             mfu = f"{k * member_rate * flops / peak:8.1%}" if peak else "     n/a"
             print(
-                f"   {variant:8s} {k:2d}  {per_member_module:21.1f}  {member_rate:12.0f}"
+                f"   {variant:13s} {k:2d}  {per_member_module:21.1f}  {member_rate:12.0f}"
                 f"  {k * member_rate:10.0f}  {mfu}",
                 flush=True,
             )
@@ -110,41 +122,45 @@ def memory_per_member(args, device, dataset):
     if device.type != "cuda":
         print("2. memory: CUDA only")
         return
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    k = args.memory_k
+    k, options = args.memory_k, {"stem_stride": 2}
     pack = cells(k, args.memory_depth, args.width, args.batch_size, epochs=1)
-    training.train_pack(pack, dataset, SETTINGS, {"stem_stride": 2}, device)
-    peak = torch.cuda.max_memory_allocated(device) - base
-    estimate = cost.member_gpu_bytes(pack[0], {"stem_stride": 2})
-    print(
-        f"2. memory, depth {args.memory_depth}, pack of {k}: peak {peak / 2**30:.2f} GiB, "
-        f"{peak / k / 2**30:.2f} GiB per member (cost.member_gpu_bytes: "
-        f"{estimate / 2**30:.2f} GiB)",
-        flush=True,
-    )
+    estimate = cost.member_gpu_bytes(pack[0], options)
+    for backend in ("loop", "packed"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        training.train_pack(pack, dataset, {**SETTINGS, "pack_backend": backend}, options, device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        print(
+            f"2. memory, {backend}, depth {args.memory_depth}, pack of {k}: peak "
+            f"{peak / 2**30:.2f} GiB, {peak / k / 2**30:.2f} GiB per member "
+            f"(cost.member_gpu_bytes: {estimate / 2**30:.2f} GiB)",
+            flush=True,
+        )
 
 
 def agreement(args, device, dataset):
-    depth = min(args.depth, 10)
+    depth, options = min(args.depth, 10), {"stem_stride": 2}
     pack = cells(4, depth, args.width, args.batch_size, epochs=3)
-    packed = training.train_pack(pack, dataset, SETTINGS, {"stem_stride": 2}, device)
-    alone = [training.train_run(pack[0], dataset, SETTINGS, {"stem_stride": 2}, device)]
-    alone.append(training.train_run(pack[0], dataset, SETTINGS, {"stem_stride": 2}, device))
+
+    def first_member(settings):
+        return training.train_pack(pack, dataset, settings, options, device)[0]
 
     def losses(result):
         return [row["train_loss"] for row in result[1] if row["epoch"] >= 1]
 
-    def max_rel(a, b):
-        return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+    alone = [training.train_run(pack[0], dataset, SETTINGS, options, device) for _ in "ab"]
+    floor = max_relative_difference(losses(alone[1]), losses(alone[0]))
+    print(f"3. agreement, depth {depth}, 3 epochs, max |Δ train_loss| / loss against alone:")
+    print(f"   alone (noise floor) {floor:.2e}")
+    for backend in ("loop", "packed"):
+        member = first_member({**SETTINGS, "pack_backend": backend})
+        difference = max_relative_difference(losses(member), losses(alone[0]))
+        print(f"   {backend:19s} {difference:.2e}", flush=True)
 
-    print(
-        f"3. agreement, depth {depth}, 3 epochs, max |Δ train_loss| / loss: "
-        f"pack member vs alone {max_rel(losses(packed[0]), losses(alone[0])):.2e}, "
-        f"alone vs alone {max_rel(losses(alone[1]), losses(alone[0])):.2e}",
-        flush=True,
-    )
+
+def max_relative_difference(values, reference):
+    return max(abs(v - r) / abs(r) for v, r in zip(values, reference, strict=True))
 
 
 def main():
@@ -153,7 +169,7 @@ def main():
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 9, 16])
     parser.add_argument("--memory-depth", type=int, default=1000)
     parser.add_argument("--memory-k", type=int, default=2)

@@ -41,6 +41,7 @@ with checkpoint.signals_request_stop():
     )
 for i, (run_id, (metrics, history, model)) in enumerate(zip(run_ids, results, strict=True)):
     metrics = {"run_id": run_id, **metrics, "pack_id": pack_id, "pack_members": run_ids}
+    metrics["pack_backend"] = settings.get("pack_backend", "loop")
     jobs.save_weights(model, snakemake.output.model[i])
     jobs.write_csv(history, snakemake.output.history[i], train.HISTORY_COLUMNS)
     jobs.write_json(metrics, snakemake.output.metrics[i])

@@ -5,12 +5,14 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from conftest import REPO, TRAIN_SETTINGS, default_config
 from test_checkpoint import Killed, stop_at_step
 from uninterrupted import without_wall_time
 
-from resdepth import checkpoint, data, grid, packs, train
+from resdepth import checkpoint, data, grid, models, packed, packs, scalings, train
+from resdepth.settings import result_settings
 
 
 def paper_config():
@@ -41,7 +43,7 @@ def test_lambda_sweep_joins_the_grid_plain_pack_of_its_depth_and_seed():
         grid_plain = [
             r
             for r, c in grid.grid_runs(config).items()
-            if (c["depth"], c["seed"], packs.family(c["scaling"])) == (100, seed, "plain")
+            if (c["depth"], c["seed"], scalings.family(c["scaling"])) == (100, seed, "plain")
         ]
         seed_sweep = [r for r, c in sweep.items() if c["seed"] == seed]
         assert set(plan[pack_id]) == {*grid_plain, *seed_sweep} and len(plan[pack_id]) == 13
@@ -50,8 +52,8 @@ def test_lambda_sweep_joins_the_grid_plain_pack_of_its_depth_and_seed():
 def test_families_never_share_a_pack():
     runs, plan = packs.training_packs(default_config())
     for pack in plan.values():
-        assert len({packs.family(runs[r]["scaling"]) for r in pack}) == 1
-    assert [packs.family(s) for s in ("one", "inv", 0.5, "bn", "skipinit")] == [
+        assert len({scalings.family(runs[r]["scaling"]) for r in pack}) == 1
+    assert [scalings.family(s) for s in ("one", "inv", 0.5, "bn", "skipinit")] == [
         *["plain"] * 3,
         "bn",
         "skipinit",
@@ -233,7 +235,101 @@ def test_interrupted_pack_resumes_to_the_same_result(
 
 
 def test_a_pack_refuses_runs_of_other_lengths(digits):
-    with pytest.raises(ValueError, match="epochs and batch_size"):
+    with pytest.raises(ValueError, match="epochs, batch_size and lr"):
         train.train_pack(
             [digits_cell("inv"), {**digits_cell("one"), "epochs": 3}], digits, SETTINGS
         )
+
+
+# The packed backend: the members as one model, equal to runs alone up to rounding.
+
+PACKED = {**SETTINGS, "pack_backend": "packed"}
+FAMILIES = {"plain": ("inv", 0.5, "one"), "bn": ("bn",) * 3, "skipinit": ("skipinit",) * 3}
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_packed_model_step_matches_each_member_alone(arch, family):
+    """Per member: the initial weights exactly, then one step's logits, loss and every
+    gradient (BatchNorm statistics too) to within float32 rounding."""
+    shape, options = ((8, 8), {}) if arch == "mlp" else ((3, 8, 8), {"stem_stride": 2})
+    alone = []
+    for seed, scaling in enumerate(FAMILIES[family]):
+        torch.manual_seed(seed)
+        alone.append(models.build_model(arch, shape, 10, 8, 3, scaling, **options))
+        if family == "skipinit":  # α = 0 would hide the branches from the test
+            torch.nn.init.normal_(alone[-1].tower.alpha)
+    model = packed.PackedResNet(alone)
+    for k, member in enumerate(alone):
+        state = model.member_state_dict(k)
+        assert state.keys() == member.state_dict().keys()
+        assert all(torch.equal(state[n], t) for n, t in member.state_dict().items())
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, len(alone), *shape, generator=g)
+    y = torch.randint(0, 10, (16, len(alone)), generator=g)
+    logits = model(x)
+    losses = packed.member_losses(logits, y)
+    losses.sum().backward()
+    for k, member in enumerate(alone):
+        logits_k = member(x[:, k])
+        loss_k = F.cross_entropy(logits_k, y[:, k])
+        loss_k.backward()
+        torch.testing.assert_close(logits[:, k], logits_k, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses[k], loss_k, rtol=1e-5, atol=0)
+        grads, state = model.member_state_dict(k, grads=True), model.member_state_dict(k)
+        assert grads.keys() == dict(member.named_parameters()).keys()
+        for name, param in member.named_parameters():
+            torch.testing.assert_close(grads[name], param.grad, rtol=1e-5, atol=1e-6, msg=name)
+        for name, buffer in member.named_buffers():  # BatchNorm running statistics
+            torch.testing.assert_close(state[name], buffer, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_packed_backend_trains_each_member_as_alone_to_rounding(digits, family):
+    """Two epochs: losses within 1e-4; each member's model (its model.pt) loads into the
+    solo model and reproduces the test accuracy it reported."""
+    cells = [digits_cell(s, seed) for seed, s in enumerate(FAMILIES[family])]
+    for cell, (metrics, history, model) in zip(
+        cells, train.train_pack(cells, digits, PACKED), strict=True
+    ):
+        alone_metrics, alone_history, _ = train.train_run(cell, digits, SETTINGS)
+        assert metrics["status"] == alone_metrics["status"] == "ok"
+        for row, alone_row in zip(history, alone_history, strict=True):
+            for key in ("train_loss", "test_loss"):
+                assert row[key] == pytest.approx(alone_row[key], rel=1e-4), key
+        solo = models.build_model("mlp", digits.input_shape, 10, 32, 3, cell["scaling"])
+        solo.load_state_dict(model.state_dict())
+        loss, accuracy = train.evaluate(solo, digits, digits.x_test, digits.y_test, 1024)
+        assert (loss, accuracy) == (metrics["test_loss"], metrics["test_acc"])
+
+
+def test_packed_backend_keeps_a_diverging_member_to_itself(digits):
+    """Member 1's numbers are the same, bit for bit, whether member 0 explodes or not;
+    member 0 is recorded diverged where it diverges alone."""
+    healthy = digits_cell("inv", 1, depth=8)
+    exploding = train.train_pack([digits_cell(1000.0, depth=8), healthy], digits, PACKED)
+    calm = train.train_pack([digits_cell(0.5, depth=8), healthy], digits, PACKED)
+    assert_same_run(exploding[1], calm[1])
+    alone = train.train_run(digits_cell(1000.0, depth=8), digits, SETTINGS)
+    assert exploding[0][0]["status"] == "diverged" and calm[1][0]["status"] == "ok"
+    for key in ("diverged_epoch", "diverged_step"):
+        assert exploding[0][0][key] == alone[0][key]
+
+
+def test_interrupted_packed_pack_resumes_to_the_same_result(digits, tmp_path, monkeypatch):
+    settings = {**PACKED, "gc": GC}
+    uninterrupted = train.train_pack(PACK, digits, settings)
+    path = tmp_path / "pack.pt"
+    stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
+    with pytest.raises(checkpoint.Interrupted):
+        train.train_pack(PACK, digits, settings, checkpoint_path=path)
+    monkeypatch.undo()
+    resumed = train.train_pack(PACK, digits, settings, checkpoint_path=path)
+    for member, expected in zip(resumed, uninterrupted, strict=True):
+        assert_same_run(member, expected)
+
+
+def test_backend_is_result_defining_and_packing_is_not():
+    training = {"momentum": 0.9, "pack_backend": "packed", "packing": {"enabled": True}}
+    assert result_settings(training) == {"momentum": 0.9, "pack_backend": "packed"}

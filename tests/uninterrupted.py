@@ -33,6 +33,7 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     expected_metrics, expected_history, model = train.train_run(cell, dataset, config["training"])
     expected_metrics = {"run_id": run_id, **expected_metrics}
     expected_metrics.update(pack_id=pack_id, pack_members=plan[pack_id])
+    expected_metrics["pack_backend"] = config["training"].get("pack_backend", "loop")
     assert {**metrics, "wall_time_s": None} == {**expected_metrics, "wall_time_s": None}
     # As the job writes it: a column a row has no value in (GC not measured) is empty.
     expected_history = pd.DataFrame(expected_history, columns=train.HISTORY_COLUMNS)

@@ -19,15 +19,7 @@ With ``training.packing.enabled: false`` every run is a pack of one named by its
 import re
 
 from resdepth import cost, grid
-from resdepth.scalings import FIXED_LAMBDA_NAMES, parse_scaling
-
-
-def family(scaling):
-    """The module family of a scaling: ``plain`` (any fixed λ), ``bn`` or ``skipinit``."""
-    scaling = parse_scaling(scaling)
-    if isinstance(scaling, float) or scaling in FIXED_LAMBDA_NAMES:
-        return "plain"
-    return scaling
+from resdepth.scalings import family
 
 
 def pack_key(cell):

@@ -26,6 +26,7 @@ from resdepth import checkpoint
 from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
+from resdepth.packed import PackedResNet, member_losses
 from resdepth.scalings import branch_scale
 from resdepth.settings import result_settings
 
@@ -84,14 +85,20 @@ def apply_speed_options(model, settings):
     return model
 
 
-def forward_backward(model, inputs, y, settings):
+def forward_backward(model, inputs, y, settings, loss_of=None):
     """Loss of one batch, with its gradients added to the parameters' ``.grad``; returns
-    the detached (loss, logits)."""
+    the detached (loss, logits). ``loss_of(logits, y)`` is the mean cross-entropy unless
+    given (a packed model's: one loss per member, and their sum is differentiated, so
+    each member's gradient is that of its own loss)."""
     with precision(inputs.device, settings):
         logits = model(inputs)
-    loss = F.cross_entropy(logits.float(), y)
-    loss.backward()
+    loss = (loss_of or cross_entropy)(logits, y)
+    loss.sum().backward()
     return loss.detach(), logits.detach()
+
+
+def cross_entropy(logits, y):
+    return F.cross_entropy(logits.float(), y)
 
 
 class TrainStep:
@@ -115,8 +122,9 @@ class TrainStep:
 
     WARMUP_PASSES = 3  # eager passes before capture: cuDNN autotuning, lazy allocations
 
-    def __init__(self, model, settings, batch_size, device):
+    def __init__(self, model, settings, batch_size, device, loss_of=None):
         self.model, self.settings, self.batch_size = model, settings, batch_size
+        self.loss_of = loss_of  # see forward_backward
         self.use_graph = settings.get("cuda_graph", False) and device.type == "cuda"
         self.graph = None
 
@@ -126,7 +134,7 @@ class TrainStep:
             self.capture(inputs, y)
         if self.graph is None:
             self.model.zero_grad(set_to_none=True)
-            return forward_backward(self.model, inputs, y, self.settings)
+            return forward_backward(self.model, inputs, y, self.settings, self.loss_of)
         for param, grad in self.graph_grads:  # the tensors the graph writes
             if param.grad is not grad:
                 param.grad = grad
@@ -136,7 +144,7 @@ class TrainStep:
             self.graph.replay()
             return self.loss.clone(), self.logits.clone()
         self.model.zero_grad(set_to_none=False)  # keep the graph's tensors
-        result = forward_backward(self.model, inputs, y, self.settings)
+        result = forward_backward(self.model, inputs, y, self.settings, self.loss_of)
         torch.cuda.empty_cache()  # the eager batch's activations: not kept beside the pool
         return result
 
@@ -148,7 +156,7 @@ class TrainStep:
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP_PASSES):
                 self.model.zero_grad(set_to_none=True)
-                forward_backward(self.model, self.inputs, self.y, self.settings)
+                forward_backward(self.model, self.inputs, self.y, self.settings, self.loss_of)
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad():  # the warm-up passes must leave no trace in the run
             for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
@@ -158,7 +166,7 @@ class TrainStep:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.loss, self.logits = forward_backward(
-                self.model, self.inputs, self.y, self.settings
+                self.model, self.inputs, self.y, self.settings, self.loss_of
             )
         self.graph_grads = [(p, p.grad) for p in self.model.parameters() if p.grad is not None]
 
@@ -198,14 +206,7 @@ class Member:
             **arch_options,
         )
         self.model = apply_speed_options(model.to(device), settings)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cell["lr"],
-            momentum=settings["momentum"],
-            nesterov=settings["nesterov"],
-            weight_decay=settings["weight_decay"],
-            foreach=True,  # one fused update per step instead of one per tensor
-        )
+        self.optimizer = sgd(self.model, cell["lr"], settings)
         self.batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
         self.train_step = TrainStep(self.model, settings, cell["batch_size"], device)
         self.gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work
@@ -228,26 +229,86 @@ class Member:
         self.losses = torch.zeros_like(self.losses)
         self.correct = torch.zeros_like(self.correct)
 
-    def train_batch(self, data, i, lr):
-        """SGD step on batch ``i`` of the epoch at learning rate ``lr``."""
+    def batch(self, data, i):
+        """(inputs, labels) of batch ``i`` of the epoch, augmented if the data ask for it."""
         batch_size = self.cell["batch_size"]
         idx = self.perm[i * batch_size : (i + 1) * batch_size]
         x, y = data.x_train[idx], data.y_train[idx]
         if data.augment:
             x = random_crop_flip(x, self.batch_order)  # one seeded stream for the data
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss, logits = self.train_step(data.inputs(x), y)
-        self.optimizer.step()
+        return data.inputs(x), y
+
+    def record(self, i, loss, logits, y):
         self.losses[i] = loss
-        self.correct += (logits.argmax(1) == y).sum()
+        self.correct += (logits.argmax(-1) == y).sum()
+
+    def train_batch(self, data, i, lr):
+        """SGD step of its own model on batch ``i`` of the epoch at learning rate ``lr``."""
+        inputs, y = self.batch(data, i)
+        set_lr(self.optimizer, lr)
+        loss, logits = self.train_step(inputs, y)
+        self.optimizer.step()
+        self.record(i, loss, logits, y)
 
 
-class PackOptimizers:
-    """The members' optimisers as one object with a ``state_dict``, for the checkpoint."""
+class PackedMembers:
+    """The ``packed`` backend: the members' models trained as one ``PackedResNet``.
 
-    def __init__(self, members):
-        self.optimizers = [m.optimizer for m in members]
+    Each step feeds every member its own batch (a diverged member's too: its numbers
+    stay its own) and differentiates the sum of the members' losses; at the end of an
+    epoch the members' models get their weights back for evaluation, GC and outputs.
+    """
+
+    def __init__(self, members, settings, device):
+        if settings.get("compile", False):
+            raise ValueError("training.compile is not supported with pack_backend: packed")
+        model = PackedResNet([m.model for m in members]).to(device)
+        self.model = apply_speed_options(model, settings)
+        cell = members[0].cell
+        self.optimizer = sgd(self.model, cell["lr"], settings)
+        self.train_step = TrainStep(
+            self.model, settings, cell["batch_size"], device, loss_of=member_losses
+        )
+
+    def train_batch(self, members, data, i, lr):
+        batches = [m.batch(data, i) for m in members]
+        inputs = torch.stack([x for x, _ in batches], dim=1)  # (N, K, ...)
+        y = torch.stack([y for _, y in batches], dim=1)
+        set_lr(self.optimizer, lr)
+        losses, logits = self.train_step(inputs, y)
+        self.optimizer.step()
+        for k, m in enumerate(members):
+            m.record(i, losses[k], logits[:, k], y[:, k])
+
+    def unpack(self, members):
+        """Copy each member's packed weights into its own model, but for those recorded
+        as diverged, whose model keeps the weights of the epoch they diverged in."""
+        for k, m in enumerate(members):
+            if m.diverged_at is None:
+                m.model.load_state_dict(self.model.member_state_dict(k))
+
+
+def sgd(model, lr, settings):
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=lr,
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+        weight_decay=settings["weight_decay"],
+        foreach=True,  # one fused update per step instead of one per tensor
+    )
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class Optimizers:
+    """Several optimisers as one object with a ``state_dict``, for the checkpoint."""
+
+    def __init__(self, optimizers):
+        self.optimizers = list(optimizers)
 
     def state_dict(self):
         return [o.state_dict() for o in self.optimizers]
@@ -265,13 +326,17 @@ def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_p
 
 def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint_path=None):
     """Train the models of ``cells`` in lockstep; return one (metrics, history, model) per
-    cell, each bit for bit what training that cell alone gives.
+    cell.
 
-    ``cells`` share the number of epochs and the batch size (packs.pack_key); each member
-    steps its own model with its own optimiser on its own batches, one after the other,
-    so no number of one member depends on another. A member whose loss turns non-finite
-    is recorded as diverged at the end of that epoch and stepped no more; the pack stops
-    when every member has diverged.
+    ``cells`` share the number of epochs, batch size and learning rate (packs.pack_key).
+    Every member draws its own batches and augmentation from a generator of its own.
+    ``settings["pack_backend"]`` says how they are stepped: ``loop`` (the default) steps
+    each member's own model with its own optimiser, one after the other, so each ends
+    bit for bit as it would alone; ``packed`` trains them as one model (PackedMembers,
+    packed.py: grouped convolutions, batched matmuls), equal to that up to rounding. No
+    number of one member depends on another's. A member whose loss turns non-finite is
+    recorded as diverged at the end of that epoch, and its model keeps that epoch's
+    weights; the pack stops when every member has diverged.
 
     ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
     already on ``device``. With ``checkpoint_path``, the pack resumes from the checkpoint
@@ -281,10 +346,12 @@ def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint
     device = device or data.y_train.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
-    epochs, batch_size = cells[0]["epochs"], cells[0]["batch_size"]
-    if any((c["epochs"], c["batch_size"]) != (epochs, batch_size) for c in cells):
-        raise ValueError("a pack's runs must share epochs and batch_size (packs.pack_key)")
+    epochs, batch_size, lr = (cells[0][key] for key in ("epochs", "batch_size", "lr"))
+    if any((c["epochs"], c["batch_size"], c["lr"]) != (epochs, batch_size, lr) for c in cells):
+        raise ValueError("a pack's runs must share epochs, batch_size and lr (packs.pack_key)")
     members = [Member(cell, data, settings, arch_options or {}, device) for cell in cells]
+    backend = settings.get("pack_backend", "loop")
+    packed = PackedMembers(members, settings, device) if backend == "packed" else None
 
     n_train = len(data.y_train)
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -296,11 +363,13 @@ def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint
         "settings": result_settings(settings),  # a checkpoint outlives a change of the rest
         "arch_options": arch_options or {},
     }
+    models = [m.model for m in members] + ([packed.model] if packed else [])
+    optimizers = [packed.optimizer] if packed else [m.optimizer for m in members]
     checkpointer = checkpoint.Checkpointer(
         checkpoint_path,
         identity,
-        torch.nn.ModuleList(m.model for m in members),
-        PackOptimizers(members),
+        torch.nn.ModuleList(models),
+        Optimizers(optimizers),
         [g for m in members for g in m.generators],
     )
     resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
@@ -332,8 +401,12 @@ def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint
             else:
                 m.start_epoch()
         for i in range(first_batch, steps_per_epoch):
-            for m in active:
-                m.train_batch(data, i, lr_at(step, total_steps, warmup_steps, m.cell["lr"]))
+            step_lr = lr_at(step, total_steps, warmup_steps, lr)
+            if packed:
+                packed.train_batch(members, data, i, step_lr)
+            else:
+                for m in active:
+                    m.train_batch(data, i, step_lr)
             step += 1
             if checkpoint.stop_requested():
                 histories, diverged = records()
@@ -346,6 +419,8 @@ def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint
                 seconds = time.perf_counter() - start
                 checkpointer.stop(epoch, step, histories, seconds, **in_epoch, **diverged)
 
+        if packed:
+            packed.unpack(members)
         for m in active:
             end_epoch(m, data, settings, epoch, step, steps_per_epoch, time.perf_counter() - start)
         every = settings.get("checkpoint_every", 0)
