@@ -1,9 +1,11 @@
-"""Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
+"""Train grid cells: one obvious loop, whole data set on the device, no DataLoader.
 
-SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
-step. Deterministic given the cell's seed (weights, batch order and augmentation all
-derive from it). A non-finite loss is a result, not a crash: the run stops and is
-recorded as diverged.
+The loop (``train_pack``) trains a pack of cells that differ only in their scaling
+(packs.py) in lockstep; a cell alone (``train_run``) is a pack of one. SGD with
+(Nesterov) momentum, linear warm-up then cosine decay to zero, updated every step.
+Deterministic given each cell's seed (weights, batch order and augmentation all derive
+from it). A non-finite loss is a result, not a crash: the run stops and is recorded as
+diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
 (autocast), ``channels_last`` (the memory layout tensor cores want for convolutions),
