@@ -8,7 +8,9 @@ the device, conv towers of width 64 with a stride-2 stem as in ``config/paper.ya
    × K × depth)), per-member and pack ("grid-level") images/s and MFU against the card's
    dense bf16 peak, for packs of K ∈ ``--ks`` plain-λ runs at ``--depth``, for both
    backends (``loop``: the members' own models one after the other; ``packed``: one
-   model of grouped convolutions), eager and with ``cuda_graph``. The first of two
+   model of grouped convolutions), eager and with ``cuda_graph``, and with the graph
+   also channels_last (and bf16 autocast for the packed backend; these last, after 2
+   and 3). The first of two
    epochs is warm-up (cuDNN autotuning, capture), the second is timed from the history's
    wall times;
 2. memory: peak GPU memory per member of a pack of ``--memory-k`` runs at
@@ -54,6 +56,18 @@ VARIANTS = {
     "packed": {"pack_backend": "packed"},
     "packed+graph": {"pack_backend": "packed", "cuda_graph": True},
 }
+#: The layout and precision options on top of the graph (config/paper.yaml has them off:
+#: slower in eager, where the step is bound by launching kernels); timed last.
+LAYOUT_VARIANTS = {
+    "loop+graph+cl": {"cuda_graph": True, "channels_last": True},
+    "packed+graph+cl": {"pack_backend": "packed", "cuda_graph": True, "channels_last": True},
+    "packed+graph+bf16+cl": {
+        "pack_backend": "packed",
+        "cuda_graph": True,
+        "channels_last": True,
+        "bf16": True,
+    },
+}
 #: Plain scalings to give a pack's members, in turn (any fixed λ trains alike).
 SCALINGS = ("inv", "inv_sqrt", 0.05, 0.02, 0.03, 0.2)
 
@@ -85,14 +99,14 @@ def second_epoch_seconds(history):
     return rows[1]["wall_time_s"] - rows[0]["wall_time_s"]
 
 
-def time_packs(args, device, dataset):
+def time_packs(args, device, dataset, variants, title):
     options = {"stem_stride": 2}
     flops = cost.train_flops("conv", (3, 32, 32), 10, args.width, args.depth, **options)
     peak = bf16_peak(device)
-    print(f"1. time, depth {args.depth}, width {args.width}, batch {args.batch_size},")
+    print(f"{title}, depth {args.depth}, width {args.width}, batch {args.batch_size},")
     print(f"   {args.steps} steps per epoch (second epoch timed; it includes one evaluation)")
     print("   variant        K  us/member-module-step  img/s/member  img/s pack  MFU pack")
-    for variant, extra in VARIANTS.items():
+    for variant, extra in variants.items():
         if extra.get("cuda_graph") and device.type != "cuda":
             continue
         for k in args.ks:
@@ -180,9 +194,10 @@ def main():
         print(torch.cuda.get_device_name(device), "torch", torch.__version__)
     dataset = synthetic_data(args.steps * args.batch_size, 1000, device)
     start = time.perf_counter()
-    time_packs(args, device, dataset)
+    time_packs(args, device, dataset, VARIANTS, "1. time")
     memory_per_member(args, device, dataset)
     agreement(args, device, dataset)
+    time_packs(args, device, dataset, LAYOUT_VARIANTS, "4. time with layout options")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -22,8 +22,9 @@ step cifar_throughput 360 python3 bench/bench_cifar_throughput.py
 step gpu_busy 120 python3 bench/bench_cifar_throughput.py --busy
 step expansion 80 python3 bench/bench_expansion.py --device cuda
 step complexity 80 python3 bench/bench_complexity.py --device cuda
-# Training packs (issue 11): per member-module-step time for K = 1, 4, 9, 16, eager and
-# graph, memory per member at depth 1000, pack member vs run alone (estimated 3-5 min on
-# an H200, never measured; limited to 7). Alone:
+# Training packs (issue 11): per member-module-step time for K = 1, 4, 9, 16, loop and
+# packed backends, eager and graph; memory per member at depth 1000; pack members vs runs
+# alone; then graph + channels_last (+ bf16). Estimated 4-5 min on an H200, never run;
+# limited to 7 (figures are printed as they come). Alone:
 #   bench/gpu_checks.sh pack
 step pack 420 python3 bench/bench_pack.py
