@@ -14,7 +14,7 @@ import torch
 from conftest import TRAIN_SETTINGS, optimizer_hooks, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, data, grid, jobs, train
+from resdepth import checkpoint, data, grid, jobs, packs, train
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -246,6 +246,11 @@ def test_stop_signals_are_recorded_only_inside_the_block(sig):
     assert checkpoint.stop_requested() is None
 
 
+def pack_of(config, run_id):
+    """The id of the pack that trains ``run_id``: it names the job's checkpoint and log."""
+    return packs.pack_of(packs.training_packs(config)[1], run_id)
+
+
 def sigterm_mid_training(workflow, config, run_id):
     """Run the train job of ``run_id``; once it has saved a checkpoint, freeze its trainer
     (SIGSTOP) and read its log. If a whole epoch of steps is still ahead of it, every one
@@ -253,8 +258,9 @@ def sigterm_mid_training(workflow, config, run_id):
     thaw the trainer, return the job's exit code. Otherwise (the trainer is about to
     finish, or has) let it run to the end and return None."""
     epochs = config["grid"]["epochs"][0]
-    saved = workflow.path(f"results/checkpoints/{run_id}.pt")
-    log = workflow.path(f"results/logs/train/{run_id}.log")
+    pack_id = pack_of(config, run_id)
+    saved = workflow.path(f"results/checkpoints/{pack_id}.pt")
+    log = workflow.path(f"results/logs/train/{pack_id}.log")
     command = [sys.executable, "-m", "snakemake", "--cores", "1"]
     command += [f"results/runs/{run_id}/metrics.json"]
     command += ["--configfile", str(workflow.write_config(config))]
@@ -310,8 +316,8 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
     else:
         pytest.fail("every training run finished before the test could signal it")
     target = workflow.path(f"results/runs/{run_id}/metrics.json")
-    saved = workflow.path(f"results/checkpoints/{run_id}.pt")
-    log = workflow.path(f"results/logs/train/{run_id}.log")
+    saved = workflow.path(f"results/checkpoints/{pack_of(config, run_id)}.pt")
+    log = workflow.path(f"results/logs/train/{pack_of(config, run_id)}.log")
     assert returncode not in (0, 124, 137)  # failed, not timed out
     assert not target.exists() and saved.exists()
     assert "Interrupted: stopped by SIGTERM" in log.read_text()

@@ -101,6 +101,10 @@ BAD_CONFIGS = {
         chain(mutate("capacity.grad_clip", None), mutate("capacity.lr", 0.0200000001)),
         ["capacity", "lr0.02"],
     ),
+    "clipped sweep in packed packs": (
+        mutate("training.pack_backend", "packed"),
+        ["capacity.grad_clip", "pack_backend"],
+    ),
     # Cross-key checks ("Weaker" in issue 13): each used to fail late or cryptically.
     "tiny test fraction": (
         mutate("datasets.digits.test_fraction", 0.001),

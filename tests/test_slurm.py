@@ -19,7 +19,7 @@ import pytest
 from conftest import Workflow, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for
 
-from resdepth import grid
+from resdepth import grid, packs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPTS = REPO / "tests" / "slurm"
@@ -137,6 +137,7 @@ def preempted_workflow(slurm_cluster, tmp_path_factory):
     del config["capacity"]  # two grid runs, nothing else to train
     config["grid"].update(depth=[4], scaling=[DIVERGES, PREEMPTED], lr=[0.05], epochs=[100])
     config["training"].update(gpu=True, checkpoint_every=1)
+    config["training"]["packing"]["enabled"] = False  # one job per run, named by its run id
     runs = grid.training_runs(config)
     (preempted_id,) = [r for r, cell in runs.items() if cell["scaling"] == PREEMPTED]
 
@@ -147,7 +148,11 @@ def preempted_workflow(slurm_cluster, tmp_path_factory):
         queue = subprocess.run(
             ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True
         ).stdout
-        (job_id,) = [j for j, c in map(str.split, queue.splitlines()) if c.endswith(preempted_id)]
+        (job_id,) = [
+            j
+            for j, c in map(str.split, queue.splitlines())
+            if c == f"rule_{packs.rule_name(preempted_id)}"
+        ]
         subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
         returncode = snakemake.wait(timeout=600)
     finally:  # on a failed check, do not leave snakemake and its jobs running
@@ -176,7 +181,7 @@ def test_every_job_ran_under_slurm_and_died_jobs_were_retried(preempted_workflow
     assert [row["State"] for row in rule_jobs(rows, "init_norms")] == ["COMPLETED"]
     assert rule_jobs(rows, "digits") == []  # a local rule
     for run_id in runs:
-        states = [row["State"] for row in rule_jobs(rows, "train", run_id)]
+        states = [row["State"] for row in rule_jobs(rows, packs.rule_name(run_id))]
         assert states == (["FAILED", "COMPLETED"] if run_id == preempted_id else ["COMPLETED"])
     diverged = [r for r in runs if r != preempted_id]
     status = json.loads(workflow.path(f"results/runs/{diverged[0]}/metrics.json").read_text())
@@ -187,7 +192,7 @@ def test_training_jobs_got_a_gpu(preempted_workflow):
     workflow, _, runs, _ = preempted_workflow
     rows = sacct_rows(["--name", slurm_run_name(workflow)])
     for run_id in runs:
-        for row in rule_jobs(rows, "train", run_id):
+        for row in rule_jobs(rows, packs.rule_name(run_id)):
             assert "gres/gpu=1" in row["AllocTRES"].split(",")
         log = workflow.path(f"results/logs/train/{run_id}.log").read_text()
         assert re.search(r"CUDA_VISIBLE_DEVICES=\d", log)
@@ -209,6 +214,7 @@ def test_failing_job_is_reported_as_failed_not_a_hang(tmp_path):
     workflow = Workflow(tmp_path)
     config = tiny_config()
     config["training"]["device"] = "cuda"  # no CUDA here: every training job fails
+    config["training"]["packing"]["enabled"] = False  # one job per run, named by its run id
     run_id = next(iter(grid.training_runs(config)))
     snakemake = snakemake_on_slurm(
         workflow, config, f"results/runs/{run_id}/metrics.json", "--retries", "0", seconds=300
@@ -217,6 +223,6 @@ def test_failing_job_is_reported_as_failed_not_a_hang(tmp_path):
     output = workflow.path("snakemake.out").read_text()
     assert "Error in rule train" in output
     rows = sacct_rows(["--name", slurm_run_name(workflow)])
-    assert [row["State"] for row in rule_jobs(rows, "train", run_id)] == ["FAILED"]
+    assert [row["State"] for row in rule_jobs(rows, packs.rule_name(run_id))] == ["FAILED"]
     log = workflow.path(f"results/logs/train/{run_id}.log").read_text()
     assert "no CUDA device is available" in log

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TRAIN_SETTINGS, optimizer_hooks
 
-from resdepth import grid, train
+from resdepth import grid, packs, train
 
 SETTINGS = TRAIN_SETTINGS
 STEPS_PER_EPOCH = 11  # ceil(1347 digits in the train split / batch 128); the last has 67
@@ -204,13 +204,13 @@ RESOURCE_CONFIG = {"training": {"device": "cpu", "threads": 1}, "arch_options": 
 
 def test_resources_grow_with_depth():
     config = RESOURCE_CONFIG
-    shallow = grid.train_resources(cell(depth=10), config)
-    deep = grid.train_resources(cell(depth=1000), config)
+    shallow = packs.pack_resources([cell(depth=10)], config)
+    deep = packs.pack_resources([cell(depth=1000)], config)
     assert deep["mem_mb"] > shallow["mem_mb"] and deep["runtime"] > shallow["runtime"]
     assert math.isfinite(deep["runtime"])
 
 
 def test_retry_after_running_out_of_memory_gets_more_memory_not_more_time():
-    first = grid.train_resources(cell(), RESOURCE_CONFIG, attempt=1)
-    retry = grid.train_resources(cell(), RESOURCE_CONFIG, attempt=2)
+    first = packs.pack_resources([cell()], RESOURCE_CONFIG, attempt=1)
+    retry = packs.pack_resources([cell()], RESOURCE_CONFIG, attempt=2)
     assert retry["mem_mb"] == 2 * first["mem_mb"] and retry["runtime"] == first["runtime"]

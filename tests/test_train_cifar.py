@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from resdepth import data, train
+from resdepth import data, models, train
 
 SETTINGS = {
     "momentum": 0.9,
@@ -133,3 +133,28 @@ def test_cuda_graph_trains_like_the_eager_loop(scaling, monkeypatch):
     expected = eager_model.state_dict()
     for name, value in graphed_model.state_dict().items():
         torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_step_survives_zero_grad_and_returns_tensors_of_its_own():
+    """A ``zero_grad()`` (set_to_none) after capture must not detach the graph's gradients,
+    and a replay must not overwrite the loss and logits an earlier call returned."""
+    device = torch.device("cuda")
+    dataset = cifar_like(n_train=128, n_test=32, device=device)
+    torch.manual_seed(0)
+    model = models.build_model("conv", (3, 32, 32), 10, 16, 4, "inv_sqrt", **CONV).to(device)
+    step = train.TrainStep(model, {"cuda_graph": True}, 64, device)
+    batches = [
+        (dataset.inputs(dataset.x_train[i : i + 64]), dataset.y_train[i : i + 64]) for i in (0, 64)
+    ]
+    loss, logits = step(*batches[0])  # capture, then the first replay
+    first_loss, first_logits = loss.clone(), logits.clone()
+    first_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()  # default set_to_none=True
+    second_loss, _ = step(*batches[1])
+    assert torch.equal(loss, first_loss) and torch.equal(logits, first_logits)
+    assert not torch.equal(second_loss, first_loss)
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None for g in grads)  # the optimiser still sees every gradient
+    assert not all(torch.equal(g, g0) for g, g0 in zip(grads, first_grads, strict=True))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import default_config, tiny_config
 
-from resdepth import expansion_study, grid
+from resdepth import expansion_study, grid, packs
 
 pytestmark = pytest.mark.workflow
 
@@ -21,10 +21,21 @@ def n_cells(grid):
     return n
 
 
+def training_jobs(jobs):
+    """The planned training jobs (one rule per pack of runs): ``{rule: count}``."""
+    return {rule: n for rule, n in jobs.items() if rule.startswith("train_")}
+
+
+def pack_rules(config):
+    """The training rules of a config's packs."""
+    return {packs.rule_name(pack_id) for pack_id in packs.training_packs(config)[1]}
+
+
 def test_default_config_plans_every_grid_cell(workflow):
     config = default_config()
     jobs = workflow.planned_jobs()
-    assert jobs["train"] == len(grid.training_runs(config)) > n_cells(config["grid"])
+    assert training_jobs(jobs) == dict.fromkeys(pack_rules(config), 1)
+    assert len(grid.training_runs(config)) > n_cells(config["grid"]) > len(pack_rules(config))
     assert jobs["digits"] == 1 and jobs["init_norms"] == 1 and jobs["all"] == 1
 
 
@@ -44,9 +55,10 @@ def test_tiny_run_writes_every_run_file(finished):
             assert len(history) == metrics["diverged_epoch"]
         state = torch.load(run / "model.pt", weights_only=True)
         assert "tower.lam" in state
-        log = (finished.path("results/logs/train") / f"{run.name}.log").read_text()
-        assert log.count("epoch 1/2") == 1
-        assert (finished.path("results/benchmarks/train") / f"{run.name}.tsv").exists()
+        assert run.name in metrics["pack_members"]
+        log = (finished.path("results/logs/train") / f"{metrics['pack_id']}.log").read_text()
+        assert log.count(f"{metrics['scaling']} s0: epoch 1/2") == 1
+        assert (finished.path("results/benchmarks/train") / f"{metrics['pack_id']}.tsv").exists()
     manifest = json.loads(finished.path("results/data/digits.json").read_text())
     assert manifest["n_train"] + manifest["n_test"] == 1797
 
@@ -101,7 +113,10 @@ def test_new_depth_plans_only_its_jobs(finished):
     config["grid"]["depth"].append(5)
     jobs = finished.planned_jobs(config)
     new_runs = len(config["grid"]["scaling"]) * len(config["grid"]["seed"])
-    assert jobs.pop("train") == new_runs and jobs.pop("expansion_run") == new_runs
+    new_packs = pack_rules(config) - pack_rules(tiny_config())
+    assert training_jobs(jobs) == dict.fromkeys(new_packs, 1) and len(new_packs) == 1
+    jobs = {rule: n for rule, n in jobs.items() if rule not in new_packs}
+    assert jobs.pop("expansion_run") == new_runs
     # Every expansion figure but the truncation sweep's, which does not read runs.
     assert jobs.pop("plot_expansion") == 3
     assert jobs == dict.fromkeys([*RUN_SUMMARY_RULES, "expansion_tables", "all"], 1)
@@ -126,21 +141,22 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(finished
     # Imported by training only through train.py: still part of every training job's code.
     edit(workflow.path("scripts/resdepth/complexity.py"))
     jobs = workflow.planned_jobs(tiny_config())
-    assert jobs["train"] == len(grid.training_runs(tiny_config()))
+    assert training_jobs(jobs) == dict.fromkeys(pack_rules(tiny_config()), 1)
     assert "init_norms" not in jobs
     edit(workflow.path("scripts/resdepth/models.py"))
     jobs = workflow.planned_jobs(tiny_config())
-    assert jobs["train"] == len(grid.training_runs(tiny_config()))
+    assert training_jobs(jobs) == dict.fromkeys(pack_rules(tiny_config()), 1)
     assert jobs["init_norms"] == 1 and "digits" not in jobs
 
 
 def test_execution_settings_rerun_nothing_and_result_settings_retrain(finished):
     execution = tiny_config()
     execution["training"].update(checkpoint_every=3, gpu=True, cuda_graph=True)
+    execution["training"]["packing"].update(enabled=False)  # one job per run instead
     assert finished.planned_jobs(execution) == {}
     result = tiny_config()
     result["training"]["momentum"] = 0.8
-    assert finished.planned_jobs(result)["train"] == len(grid.training_runs(result))
+    assert training_jobs(finished.planned_jobs(result)) == dict.fromkeys(pack_rules(result), 1)
 
 
 # The expansion rules (claims C1, C5) in the tiny end-to-end run.
@@ -245,7 +261,10 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
     # all 4 (λ 0.1, 0.316, 1/n, 1): clipped (capacity.grad_clip), none is a grid run
     assert len(own_runs) == 4
-    assert jobs_with.pop("train") == jobs_without.pop("train") + len(own_runs)
+    # Clipped runs share a pack key of their own (packs.pack_key): one new training job.
+    (pack_id,) = {packs.pack_of(packs.training_packs(config)[1], run) for run in own_runs}
+    assert pack_id not in packs.training_packs(without_sweep)[1]
+    assert training_jobs(jobs_with) == training_jobs(jobs_without) + 1
     for rule in ("capacity_tables", "capacity_unimodality", "plot_capacity"):
         assert jobs_with.pop(rule) == 1
     assert jobs_with == jobs_without

@@ -19,12 +19,16 @@ def paper_config():
 
 
 def planned_resources(text):
-    """``{run_id: {resource: value}}`` of the train jobs in a dry run's output."""
+    """``{run_id: {resource: value}}`` of the training jobs (one per pack of runs) in a dry
+    run's output: each run gets the resources of its pack's job."""
     jobs = {}
-    for block in text.split("rule train:")[1:]:
-        run_id = re.search(r"wildcards: run_id=(\S+)", block).group(1)
+    for block in re.split(r"^rule train_\w+:$", text, flags=re.MULTILINE)[1:]:
+        outputs = re.search(r"output: (.*)", block).group(1)
         line = re.search(r"resources: (.*)", block).group(1)
-        jobs[run_id] = {k: v for k, v in (item.split("=", 1) for item in line.split(", "))}
+        resources = {k: v for k, v in (item.split("=", 1) for item in line.split(", "))}
+        jobs.update(
+            dict.fromkeys(re.findall(r"results/runs/([^/]+)/metrics.json", outputs), resources)
+        )
     return jobs
 
 

@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import torch
 
-from resdepth import data, grid, train
+from resdepth import data, packs, train
 
 
 def without_wall_time(metrics, history):
@@ -19,7 +19,8 @@ def without_wall_time(metrics, history):
 
 def assert_matches_uninterrupted_run(workflow, config, run_id):
     """The run's outputs in ``workflow`` equal, bit for bit (wall times aside), what the
-    train job's library call computes in one go, with the job's thread count."""
+    library computes for the run alone in one go, with the job's thread count (a packed
+    run trains exactly as it would alone)."""
     run = workflow.path(f"results/runs/{run_id}")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics.pop("model_sha256") == data.sha256(run / "model.pt")
@@ -27,7 +28,8 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     history = pd.read_csv(run / "history.csv")
     weights = torch.load(run / "model.pt", weights_only=True)
 
-    cell = grid.training_runs(config)[run_id]
+    runs, plan = packs.training_packs(config)
+    cell, pack_id = runs[run_id], packs.pack_of(plan, run_id)
     dataset = data.load_prepared(workflow.path(f"results/data/{cell['dataset']}.pt"))
     threads = torch.get_num_threads()
     torch.set_num_threads(config["training"]["threads"])
@@ -38,6 +40,8 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     finally:
         torch.set_num_threads(threads)
     expected_metrics = {"run_id": run_id, **expected_metrics}
+    expected_metrics.update(pack_id=pack_id, pack_members=plan[pack_id])
+    expected_metrics["pack_backend"] = config["training"].get("pack_backend", "loop")
     assert {**metrics, "wall_time_s": None} == {**expected_metrics, "wall_time_s": None}
     # As the job writes it: a column a row has no value in (GC not measured) is empty.
     expected_history = pd.DataFrame(expected_history, columns=train.HISTORY_COLUMNS)

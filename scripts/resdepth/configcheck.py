@@ -41,6 +41,7 @@ def check(config):
     check_batchnorm_batches(config)
     check_expansion(config)
     check_claims(config)
+    check_packed_backend(config)
 
 
 def check_finite(node, key=""):
@@ -193,4 +194,16 @@ def check_claims(config):
             "claims.C5.truncation_orders",
             f"{too_high} above expansion.max_order ({expansion['max_order']}), "
             "the highest order measured",
+        )
+
+
+def check_packed_backend(config):
+    """The packed backend steps a pack as one model: one gradient norm would mix its
+    members, so it cannot clip each member's gradient as a run alone would."""
+    if config["training"].get("pack_backend") == "packed" and (config.get("capacity") or {}).get(
+        "grad_clip"
+    ):
+        raise ConfigError(
+            "capacity.grad_clip",
+            "not supported with training.pack_backend: packed (use loop, or no clipping)",
         )

@@ -94,16 +94,24 @@ def activation_bytes(arch, input_shape, width, depth, scaling, stem_stride=1):
     return 4 * elements * (saved + 2) * depth
 
 
-def train_resources(cell, training, arch_options=None):
-    """Scheduler resources of one training job: ``runtime`` (min), ``mem_mb``, ``gpu``.
+def member_gpu_bytes(cell, arch_options=None):
+    """Estimated GPU memory of one run in training (fp32): a batch's activations and four
+    copies of the weights (weights, gradients, momentum, a spare). The pack planner's
+    budget adds these up over a pack's members."""
+    dataset = DATASETS[cell["dataset"]]
+    shape, options = dataset["input_shape"], arch_options or {}
+    model = (cell["arch"], shape, dataset["num_classes"], cell["width"], cell["depth"])
+    activations = activation_bytes(
+        cell["arch"], shape, cell["width"], cell["depth"], cell["scaling"], **options
+    )
+    return cell["batch_size"] * activations + 4 * 4 * parameter_count(
+        *model, cell["scaling"], **options
+    )
 
-    Runtime: start-up, the job's FLOPs (training and per-epoch evaluation) at an
-    assumed sustained rate, and a launch overhead per branch and step. Host memory:
-    the data set (uint8 images take 1 byte per value, others fp32), four fp32 copies
-    of the weights (weights, gradients, momentum, the saved state) and, on CPU, a
-    batch's activations, with a 50 % margin. Both grow with depth. GPU: one, when the
-    config trains on CUDA (``device: cuda``) or asks the scheduler for one (``gpu: true``).
-    """
+
+def _train_seconds(cell, training, arch_options):
+    """Estimated seconds of one run's training and per-epoch evaluation, start-up aside:
+    its FLOPs at an assumed sustained rate plus a launch overhead per branch and step."""
     dataset = DATASETS[cell["dataset"]]
     shape, depth, options = dataset["input_shape"], cell["depth"], arch_options or {}
     model = (cell["arch"], shape, dataset["num_classes"], cell["width"], depth)
@@ -111,23 +119,56 @@ def train_resources(cell, training, arch_options=None):
         dataset["n_train"] * train_flops(*model, **options)
         + dataset["n_test"] * forward_flops(*model, **options)
     )
-    on_gpu = training["device"] == "cuda" or training.get("gpu", False)
-    speed = "gpu" if on_gpu else "cpu_thread"
-    threads = 1 if on_gpu else training["threads"]
+    speed = "gpu" if _on_gpu(training) else "cpu_thread"
+    threads = 1 if _on_gpu(training) else training["threads"]
     steps = cell["epochs"] * math.ceil(dataset["n_train"] / cell["batch_size"])
-    seconds = flops / (SUSTAINED_FLOPS[speed] * threads)
-    seconds += steps * depth * BRANCH_STEP_OVERHEAD_S[speed]
+    return (
+        flops / (SUSTAINED_FLOPS[speed] * threads) + steps * depth * BRANCH_STEP_OVERHEAD_S[speed]
+    )
+
+
+def _on_gpu(training):
+    return training["device"] == "cuda" or training.get("gpu", False)
+
+
+def train_resources(cell, training, arch_options=None):
+    """Scheduler resources of one training job: ``runtime`` (min), ``mem_mb``, ``gpu``."""
+    return pack_resources([cell], training, arch_options)
+
+
+def pack_resources(cells, training, arch_options=None):
+    """Scheduler resources of a job that trains ``cells`` together (a pack, train.train_pack):
+    ``runtime`` (min), ``mem_mb``, ``gpu``.
+
+    Runtime: one start-up, then every member's FLOPs (training and per-epoch evaluation)
+    at an assumed sustained rate plus a launch overhead per branch and step; members are
+    stepped one after the other, so their times add up. Host memory: the data set once
+    (uint8 images take 1 byte per value, others fp32), four fp32 copies of every member's
+    weights (weights, gradients, momentum, the saved state) and, on CPU, one batch's
+    activations (members run one at a time), with a 50 % margin. Both grow with depth.
+    GPU: one, when the config trains on CUDA (``device: cuda``) or asks the scheduler for
+    one (``gpu: true``).
+    """
+    options = arch_options or {}
+    dataset = DATASETS[cells[0]["dataset"]]
+    shape = dataset["input_shape"]
+    seconds = sum(_train_seconds(cell, training, options) for cell in cells)
 
     images = dataset["n_train"] + dataset["n_test"]
     host_bytes = images * math.prod(shape) * dataset["value_bytes"]
-    host_bytes += 4 * 4 * parameter_count(*model, cell["scaling"], **options)
-    if not on_gpu:
-        per_image = activation_bytes(
-            cell["arch"], shape, cell["width"], depth, cell["scaling"], **options
+    for cell in cells:
+        model = (cell["arch"], shape, dataset["num_classes"], cell["width"], cell["depth"])
+        host_bytes += 4 * 4 * parameter_count(*model, cell["scaling"], **options)
+    if not _on_gpu(training):
+        host_bytes += max(
+            cell["batch_size"]
+            * activation_bytes(
+                cell["arch"], shape, cell["width"], cell["depth"], cell["scaling"], **options
+            )
+            for cell in cells
         )
-        host_bytes += cell["batch_size"] * per_image
     return {
         "runtime": math.ceil(STARTUP_MIN + seconds / 60),
         "mem_mb": math.ceil(HOST_BASE_MB + 1.5 * host_bytes / 1e6),
-        "gpu": int(on_gpu),
+        "gpu": int(_on_gpu(training)),
     }

@@ -6,7 +6,6 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 import itertools
 import math
 
-from resdepth import cost
 from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, parse_scaling
 
 #: A cell's settings, in run-id order.
@@ -131,17 +130,3 @@ def cell_for(runs, run_id):
     if run_id not in runs:
         raise ValueError(f"run id {run_id!r} is not part of the configured grid")
     return runs[run_id]
-
-
-def train_resources(cell, config, attempt=1):
-    """Scheduler resources of a training job: ``runtime`` (min) and ``mem_mb`` estimated
-    from its FLOPs and memory (both grow with depth), and ``gpu`` (1 when the config
-    asks for one), so ``--resources gpu=K`` never oversubscribes a machine's GPUs.
-
-    Memory also grows with Snakemake's ``attempt``: a job retried after running out of
-    memory gets more. Runtime does not: a job stopped at its time limit resumes from its
-    checkpoint.
-    """
-    arch_options = config["arch_options"].get(cell["arch"], {})
-    resources = cost.train_resources(cell, config["training"], arch_options)
-    return {**resources, "mem_mb": attempt * resources["mem_mb"]}

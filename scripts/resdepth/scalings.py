@@ -49,3 +49,9 @@ def is_fixed_lambda(scaling):
     """True for a float λ and for the named scalings that are one (FIXED_LAMBDA_NAMES)."""
     scaling = parse_scaling(scaling)
     return isinstance(scaling, float) or scaling in FIXED_LAMBDA_NAMES
+
+
+def family(scaling):
+    """The module family of a scaling: ``plain`` (any fixed λ), ``bn`` or ``skipinit``.
+    Runs of one family build towers of the same layers (packs.pack_key)."""
+    return "plain" if is_fixed_lambda(scaling) else parse_scaling(scaling)

@@ -6,7 +6,8 @@ and a training checkpoint saved under other execution settings still resumes.
 
 Execution-only, per section (dotted keys are nested):
 - ``training``: ``checkpoint_every``, ``gpu`` (when to save, what to ask the scheduler
-  for); ``cuda_graph`` (replays the very kernels of the eager step); ``device`` and
+  for); ``cuda_graph`` (replays the very kernels of the eager step); ``packing`` (which
+  runs share a job: each member trains exactly as it would alone); ``device`` and
   ``threads`` (where the same computation runs); ``eval_batch_size`` and
   ``gc.chunk_size`` (how many inputs one evaluation or complexity batch holds: every
   input is computed alone, only sums are grouped differently).
@@ -27,6 +28,7 @@ EXECUTION_SETTINGS = {
         "threads",
         "eval_batch_size",
         "gc.chunk_size",
+        "packing",
     ),
     "expansion": ("device", "threads", "eval_batch_size"),
 }

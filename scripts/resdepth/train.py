@@ -1,10 +1,12 @@
-"""Train one grid cell: one obvious loop, whole data set on the device, no DataLoader.
+"""Train grid cells: one obvious loop, whole data set on the device, no DataLoader.
 
-SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero, updated every
-step; the gradient norm clipped where the cell says so (``grad_clip``, the λ sweep).
-Deterministic given the cell's seed (weights, batch order and augmentation all derive
-from it). A non-finite loss is a result, not a crash: the run stops and is
-recorded as diverged.
+The loop (``train_pack``) trains a pack of cells that differ only in their scaling
+(packs.py) in lockstep; a cell alone (``train_run``) is a pack of one. SGD with
+(Nesterov) momentum, linear warm-up then cosine decay to zero, updated every step; the
+gradient norm clipped where the cell says so (``grad_clip``, the λ sweep).
+Deterministic given each cell's seed (weights, batch order and augmentation all derive
+from it). A non-finite loss is a result, not a crash: the run stops and is recorded as
+diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
 (autocast), ``channels_last`` (the memory layout tensor cores want for convolutions),
@@ -27,6 +29,7 @@ from resdepth import checkpoint
 from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
+from resdepth.packed import PackedResNet, member_losses
 from resdepth.scalings import branch_scale
 from resdepth.settings import result_settings
 
@@ -85,14 +88,20 @@ def apply_speed_options(model, settings):
     return model
 
 
-def forward_backward(model, inputs, y, settings):
+def forward_backward(model, inputs, y, settings, loss_of=None):
     """Loss of one batch, with its gradients added to the parameters' ``.grad``; returns
-    the detached (loss, logits)."""
+    the detached (loss, logits). ``loss_of(logits, y)`` is the mean cross-entropy unless
+    given (a packed model's: one loss per member, and their sum is differentiated, so
+    each member's gradient is that of its own loss)."""
     with precision(inputs.device, settings):
         logits = model(inputs)
-    loss = F.cross_entropy(logits.float(), y)
-    loss.backward()
+    loss = (loss_of or cross_entropy)(logits, y)
+    loss.sum().backward()
     return loss.detach(), logits.detach()
+
+
+def cross_entropy(logits, y):
+    return F.cross_entropy(logits.float(), y)
 
 
 class TrainStep:
@@ -103,14 +112,22 @@ class TrainStep:
     a CUDA device; elsewhere it does nothing) the first batch of ``batch_size`` is
     captured once and every later one is a single replay. The optimiser step stays eager:
     its learning rate changes every step. A replay overwrites the gradient tensors that
-    the graph owns, so they are never set to None; a batch of another size (an epoch's
-    last) runs eagerly into those same tensors, zeroed first.
+    the graph owns; if anything set a ``.grad`` to None or replaced it since (e.g. a
+    ``zero_grad()``, whose default is ``set_to_none=True``), the graph's tensor is put
+    back before the replay, else the optimiser would skip that parameter for good. A
+    batch of another size (an epoch's last) runs eagerly into those same tensors, zeroed
+    first. Memory: the warm-up's and each eager batch's cached blocks are handed back to
+    the driver (``empty_cache``), so they are not held on top of the graph's own pool
+    (at depth 1000 each set is ~17 GB); the eager batch still needs its activations
+    while it runs. The returned loss and logits are copies: the next replay overwrites
+    the graph's own.
     """
 
     WARMUP_PASSES = 3  # eager passes before capture: cuDNN autotuning, lazy allocations
 
-    def __init__(self, model, settings, batch_size, device):
+    def __init__(self, model, settings, batch_size, device, loss_of=None):
         self.model, self.settings, self.batch_size = model, settings, batch_size
+        self.loss_of = loss_of  # see forward_backward
         self.use_graph = settings.get("cuda_graph", False) and device.type == "cuda"
         self.graph = None
 
@@ -118,13 +135,21 @@ class TrainStep:
         """(loss, logits) of the batch, its gradients in the parameters' ``.grad``."""
         if self.use_graph and self.graph is None and len(y) == self.batch_size:
             self.capture(inputs, y)
-        if self.graph is not None and len(y) == self.batch_size:
+        if self.graph is None:
+            self.model.zero_grad(set_to_none=True)
+            return forward_backward(self.model, inputs, y, self.settings, self.loss_of)
+        for param, grad in self.graph_grads:  # the tensors the graph writes
+            if param.grad is not grad:
+                param.grad = grad
+        if len(y) == self.batch_size:
             self.inputs.copy_(inputs)
             self.y.copy_(y)
             self.graph.replay()
-            return self.loss, self.logits
-        self.model.zero_grad(set_to_none=self.graph is None)  # keep the graph's tensors
-        return forward_backward(self.model, inputs, y, self.settings)
+            return self.loss.clone(), self.logits.clone()
+        self.model.zero_grad(set_to_none=False)  # keep the graph's tensors
+        result = forward_backward(self.model, inputs, y, self.settings, self.loss_of)
+        torch.cuda.empty_cache()  # the eager batch's activations: not kept beside the pool
+        return result
 
     def capture(self, inputs, y):
         self.inputs, self.y = inputs.clone(), y.clone()
@@ -134,17 +159,19 @@ class TrainStep:
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP_PASSES):
                 self.model.zero_grad(set_to_none=True)
-                forward_backward(self.model, self.inputs, self.y, self.settings)
+                forward_backward(self.model, self.inputs, self.y, self.settings, self.loss_of)
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad():  # the warm-up passes must leave no trace in the run
             for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         self.model.zero_grad(set_to_none=True)  # capture allocates the graph's gradients
+        torch.cuda.empty_cache()  # the warm-up's activations: not kept beside the pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.loss, self.logits = forward_backward(
-                self.model, self.inputs, self.y, self.settings
+                self.model, self.inputs, self.y, self.settings, self.loss_of
             )
+        self.graph_grads = [(p, p.grad) for p in self.model.parameters() if p.grad is not None]
 
 
 @torch.no_grad()
@@ -170,130 +197,314 @@ def evaluate(model, data, x, y, batch_size, settings=None):
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
+class Member:
+    """One run of a pack: its own model, optimiser, data stream, GC tracker and record.
+
+    Built exactly as a run alone would build it: the weights drawn after
+    ``torch.manual_seed(seed)``, batches and augmentation from a generator of its own.
+    """
+
+    def __init__(self, cell, data, settings, arch_options, device):
+        self.cell = cell
+        torch.manual_seed(cell["seed"])
+        model = build_model(
+            cell["arch"],
+            data.input_shape,
+            data.num_classes,
+            cell["width"],
+            cell["depth"],
+            cell["scaling"],
+            **arch_options,
+        )
+        self.model = apply_speed_options(model.to(device), settings)
+        self.optimizer = sgd(self.model, cell["lr"], settings)
+        self.batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
+        self.train_step = TrainStep(self.model, settings, cell["batch_size"], device)
+        self.gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work
+        self.history, self.diverged_at = [], None  # diverged_at: (epoch, step)
+        # The current epoch: batch order, loss per step, correct predictions.
+        n_train, steps = len(data.y_train), math.ceil(len(data.y_train) / cell["batch_size"])
+        self.perm = torch.zeros(n_train, dtype=torch.long, device=device)
+        self.losses = torch.zeros(steps, device=device)
+        self.correct = torch.zeros((), device=device)
+
+    @property
+    def generators(self):
+        return [self.batch_order, self.gc.generator] if self.gc else [self.batch_order]
+
+    def start_epoch(self):
+        self.model.train()
+        self.perm = torch.randperm(
+            len(self.perm), device=self.perm.device, generator=self.batch_order
+        )
+        self.losses = torch.zeros_like(self.losses)
+        self.correct = torch.zeros_like(self.correct)
+
+    def batch(self, data, i):
+        """(inputs, labels) of batch ``i`` of the epoch, augmented if the data ask for it."""
+        batch_size = self.cell["batch_size"]
+        idx = self.perm[i * batch_size : (i + 1) * batch_size]
+        x, y = data.x_train[idx], data.y_train[idx]
+        if data.augment:
+            x = random_crop_flip(x, self.batch_order)  # one seeded stream for the data
+        return data.inputs(x), y
+
+    def record(self, i, loss, logits, y):
+        self.losses[i] = loss
+        self.correct += (logits.argmax(-1) == y).sum()
+
+    def train_batch(self, data, i, lr):
+        """SGD step of its own model on batch ``i`` of the epoch at learning rate ``lr``."""
+        inputs, y = self.batch(data, i)
+        set_lr(self.optimizer, lr)
+        loss, logits = self.train_step(inputs, y)
+        clip_gradients(self.model, self.cell.get("grad_clip"))
+        self.optimizer.step()
+        self.record(i, loss, logits, y)
+
+
+class PackedMembers:
+    """The ``packed`` backend: the members' models trained as one ``PackedResNet``.
+
+    Each step feeds every member its own batch (a diverged member's too: its numbers
+    stay its own) and differentiates the sum of the members' losses; at the end of an
+    epoch the members' models get their weights back for evaluation, GC and outputs.
+    """
+
+    def __init__(self, members, settings, device):
+        if settings.get("compile", False):
+            raise ValueError("training.compile is not supported with pack_backend: packed")
+        if any(m.cell.get("grad_clip") for m in members):  # one norm would mix the members
+            raise ValueError("capacity.grad_clip is not supported with pack_backend: packed")
+        model = PackedResNet([m.model for m in members]).to(device)
+        self.model = apply_speed_options(model, settings)
+        cell = members[0].cell
+        self.optimizer = sgd(self.model, cell["lr"], settings)
+        self.train_step = TrainStep(
+            self.model, settings, cell["batch_size"], device, loss_of=member_losses
+        )
+
+    def train_batch(self, members, data, i, lr):
+        batches = [m.batch(data, i) for m in members]
+        inputs = torch.stack([x for x, _ in batches], dim=1)  # (N, K, ...)
+        y = torch.stack([y for _, y in batches], dim=1)
+        set_lr(self.optimizer, lr)
+        losses, logits = self.train_step(inputs, y)
+        self.optimizer.step()
+        for k, m in enumerate(members):
+            m.record(i, losses[k], logits[:, k], y[:, k])
+
+    def unpack(self, members):
+        """Copy each member's packed weights into its own model, but for those recorded
+        as diverged, whose model keeps the weights of the epoch they diverged in."""
+        for k, m in enumerate(members):
+            if m.diverged_at is None:
+                m.model.load_state_dict(self.model.member_state_dict(k))
+
+
+def sgd(model, lr, settings):
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=lr,
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+        weight_decay=settings["weight_decay"],
+        foreach=True,  # one fused update per step instead of one per tensor
+    )
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class Optimizers:
+    """Several optimisers as one object with a ``state_dict``, for the checkpoint."""
+
+    def __init__(self, optimizers):
+        self.optimizers = list(optimizers)
+
+    def state_dict(self):
+        return [o.state_dict() for o in self.optimizers]
+
+    def load_state_dict(self, states):
+        for optimizer, state in zip(self.optimizers, states, strict=True):
+            optimizer.load_state_dict(state)
+
+
 def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_path=None):
-    """Train the model of ``cell`` on ``data``; return (metrics, history, model).
+    """Train the model of ``cell`` alone (a pack of one); return (metrics, history, model)."""
+    (result,) = train_pack([cell], data, settings, arch_options, device, checkpoint_path)
+    return result
+
+
+def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint_path=None):
+    """Train the models of ``cells`` in lockstep; return one (metrics, history, model) per
+    cell.
+
+    ``cells`` share the number of epochs, batch size and learning rate (packs.pack_key).
+    Every member draws its own batches and augmentation from a generator of its own.
+    ``settings["pack_backend"]`` says how they are stepped: ``loop`` (the default) steps
+    each member's own model with its own optimiser, one after the other, so each ends
+    bit for bit as it would alone; ``packed`` trains them as one model (PackedMembers,
+    packed.py: grouped convolutions, batched matmuls), equal to that up to rounding. No
+    number of one member depends on another's. A member whose loss turns non-finite is
+    recorded as diverged at the end of that epoch, and its model keeps that epoch's
+    weights; the pack stops when every member has diverged.
 
     ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
-    already on ``device``. With ``checkpoint_path``, the run resumes from the checkpoint
+    already on ``device``. With ``checkpoint_path``, the pack resumes from the checkpoint
     there if any, saves one every ``settings["checkpoint_every"]`` epochs, and on a stop
     request (``checkpoint.stop_requested``) saves one and raises ``checkpoint.Interrupted``.
     """
     device = device or data.y_train.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
-    torch.manual_seed(cell["seed"])
-    model = build_model(
-        cell["arch"],
-        data.input_shape,
-        data.num_classes,
-        cell["width"],
-        cell["depth"],
-        cell["scaling"],
-        **(arch_options or {}),
-    ).to(device)
-    apply_speed_options(model, settings)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=cell["lr"],
-        momentum=settings["momentum"],
-        nesterov=settings["nesterov"],
-        weight_decay=settings["weight_decay"],
-        foreach=True,  # one fused update per step instead of one per tensor
-    )
-    batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
+    epochs, batch_size, lr = (cells[0][key] for key in ("epochs", "batch_size", "lr"))
+    if any((c["epochs"], c["batch_size"], c["lr"]) != (epochs, batch_size, lr) for c in cells):
+        raise ValueError("a pack's runs must share epochs, batch_size and lr (packs.pack_key)")
+    members = [Member(cell, data, settings, arch_options or {}, device) for cell in cells]
+    backend = settings.get("pack_backend", "loop")
+    packed = PackedMembers(members, settings, device) if backend == "packed" else None
 
-    n_train, batch_size = len(data.y_train), cell["batch_size"]
-    train_step = TrainStep(model, settings, batch_size, device)
+    n_train = len(data.y_train)
     steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = steps_per_epoch * cell["epochs"]
+    total_steps = steps_per_epoch * epochs
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
-    gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work at all
     identity = {
-        "cell": cell,
+        "cells": cells,
         "settings": result_settings(settings),  # a checkpoint outlives a change of the rest
         "arch_options": arch_options or {},
     }
-    generators = [batch_order, gc.generator] if gc else [batch_order]
-    checkpointer = checkpoint.Checkpointer(checkpoint_path, identity, model, optimizer, generators)
+    models = [m.model for m in members] + ([packed.model] if packed else [])
+    optimizers = [packed.optimizer] if packed else [m.optimizer for m in members]
+    checkpointer = checkpoint.Checkpointer(
+        checkpoint_path,
+        identity,
+        torch.nn.ModuleList(models),
+        Optimizers(optimizers),
+        [g for m in members for g in m.generators],
+    )
     resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
-    history, diverged_at = resumed["history"], None
+    if resumed["history"]:  # the members' records as the checkpoint has them
+        for k, m in enumerate(members):
+            m.history, m.diverged_at = resumed["history"][k], resumed["diverged"][k]
     step, start = resumed["step"], time.perf_counter() - resumed["seconds"]
-    if gc and not history:  # epoch 0: the initialisation (a resumed run has it already)
-        init = {"epoch": 0, "step": 0, **gc.measure(model, 0)}
-        history.append({**init, "wall_time_s": time.perf_counter() - start})
-    for epoch in range(resumed["epoch"], cell["epochs"] + 1):
-        model.train()
+
+    def records():
+        """The members' histories and divergence, which a checkpoint saves with the rest."""
+        return [m.history for m in members], {"diverged": [m.diverged_at for m in members]}
+
+    for m in members:
+        if m.gc and not m.history:  # epoch 0: the initialisation (a resumed run has it)
+            init = {"epoch": 0, "step": 0, **m.gc.measure(m.model, 0)}
+            m.history.append({**init, "wall_time_s": time.perf_counter() - start})
+    for epoch in range(resumed["epoch"], epochs + 1):
+        active = [m for m in members if m.diverged_at is None]
+        if not active:
+            break
         first_batch = resumed["batches_done"] if epoch == resumed["epoch"] else 0
-        if first_batch:  # resuming mid-epoch
-            perm, losses, correct = resumed["perm"], resumed["losses"], resumed["correct"]
-        else:
-            perm = torch.randperm(n_train, device=device, generator=batch_order)
-            losses = torch.zeros(steps_per_epoch, device=device)
-            correct = torch.zeros((), device=device)
+        for k, m in enumerate(members):
+            if m.diverged_at is not None:
+                continue
+            if first_batch:  # resuming mid-epoch
+                m.model.train()
+                m.perm, m.losses = resumed["perm"][k], resumed["losses"][k]
+                m.correct = resumed["correct"][k]
+            else:
+                m.start_epoch()
         for i in range(first_batch, steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
-            x, y = data.x_train[idx], data.y_train[idx]
-            if data.augment:
-                x = random_crop_flip(x, batch_order)  # one seeded stream for the data
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, warmup_steps, cell["lr"])
-            loss, logits = train_step(data.inputs(x), y)
-            clip_gradients(model, cell.get("grad_clip"))
-            optimizer.step()
-            losses[i] = loss
-            correct += (logits.argmax(1) == y).sum()
+            step_lr = lr_at(step, total_steps, warmup_steps, lr)
+            if packed:
+                packed.train_batch(members, data, i, step_lr)
+            else:
+                for m in active:
+                    m.train_batch(data, i, step_lr)
             step += 1
             if checkpoint.stop_requested():
-                in_epoch = dict(batches_done=i + 1, perm=perm, losses=losses, correct=correct)
-                checkpointer.stop(epoch, step, history, time.perf_counter() - start, **in_epoch)
+                histories, diverged = records()
+                in_epoch = {
+                    "batches_done": i + 1,
+                    "perm": torch.stack([m.perm for m in members]),
+                    "losses": torch.stack([m.losses for m in members]),
+                    "correct": torch.stack([m.correct for m in members]),
+                }
+                seconds = time.perf_counter() - start
+                checkpointer.stop(epoch, step, histories, seconds, **in_epoch, **diverged)
 
-        # One host sync per epoch: find the first non-finite step, if any.
-        finite = torch.isfinite(losses)
-        if not finite.all():
-            first_bad = int((~finite).nonzero()[0])
-            diverged_at = (epoch, (epoch - 1) * steps_per_epoch + first_bad + 1)
-            log.info("epoch %d: non-finite loss at step %d, run diverged", *diverged_at)
-            break
-
-        test_loss, test_acc = evaluate(
-            model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
-        )
-        row = {
-            "epoch": epoch,
-            "step": step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": losses.mean().item(),
-            "train_acc": correct.item() / n_train,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "wall_time_s": time.perf_counter() - start,
-        }
-        if gc and gc.due(epoch):
-            row.update(gc.measure(model, epoch))
-        history.append(row)
-        log.info(
-            "epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "
-            "test_loss %.4f  test_acc %.4f  %.1fs",
-            epoch,
-            cell["epochs"],
-            *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
-            *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
-        )
+        if packed:
+            packed.unpack(members)
+        for m in active:
+            end_epoch(m, data, settings, epoch, step, steps_per_epoch, time.perf_counter() - start)
         every = settings.get("checkpoint_every", 0)
-        if every and epoch % every == 0 and epoch < cell["epochs"]:
-            checkpointer.save(epoch + 1, step, history, row["wall_time_s"])
+        still_training = any(m.diverged_at is None for m in members)
+        if every and epoch % every == 0 and epoch < epochs and still_training:
+            histories, diverged = records()
+            seconds = time.perf_counter() - start
+            checkpointer.save(epoch + 1, step, histories, seconds, **diverged)
 
-    final = history[-1] if history and diverged_at is None else {}
+    wall_time_s = time.perf_counter() - start
+    return [member_result(m, device, wall_time_s) for m in members]
+
+
+def end_epoch(member, data, settings, epoch, step, steps_per_epoch, seconds):
+    """Check the member's epoch for a non-finite loss (one host sync), then evaluate it
+    and append its history row; or record it as diverged."""
+    m, cell = member, member.cell
+    finite = torch.isfinite(m.losses)
+    if not finite.all():
+        first_bad = int((~finite).nonzero()[0])
+        m.diverged_at = (epoch, (epoch - 1) * steps_per_epoch + first_bad + 1)
+        log.info(
+            "%s: epoch %d: non-finite loss at step %d, run diverged", run_name(cell), *m.diverged_at
+        )
+        return
+    test_loss, test_acc = evaluate(
+        m.model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
+    )
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "lr": m.optimizer.param_groups[0]["lr"],
+        "train_loss": m.losses.mean().item(),
+        "train_acc": m.correct.item() / len(data.y_train),
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "wall_time_s": seconds,
+    }
+    if m.gc and m.gc.due(epoch):
+        row.update(m.gc.measure(m.model, epoch))
+    m.history.append(row)
+    log.info(
+        "%s: epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "
+        "test_loss %.4f  test_acc %.4f  %.1fs",
+        run_name(cell),
+        epoch,
+        cell["epochs"],
+        *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
+        *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
+    )
+
+
+def run_name(cell):
+    """A short name of a member in the log: its scaling and seed."""
+    return f"{cell['scaling']} s{cell['seed']}"
+
+
+def member_result(member, device, wall_time_s):
+    """(metrics, history, model) of a finished member, as a run alone reports them."""
+    m, cell = member, member.cell
+    final = m.history[-1] if m.history and m.diverged_at is None else {}
     metrics = {
         **cell,
         "lambda": branch_scale(cell["scaling"], cell["depth"]),
-        "status": "diverged" if diverged_at else "ok",
-        "diverged_epoch": diverged_at[0] if diverged_at else None,
-        "diverged_step": diverged_at[1] if diverged_at else None,
+        "status": "diverged" if m.diverged_at else "ok",
+        "diverged_epoch": m.diverged_at[0] if m.diverged_at else None,
+        "diverged_step": m.diverged_at[1] if m.diverged_at else None,
         **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-        "wall_time_s": time.perf_counter() - start,
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "wall_time_s": wall_time_s,
+        "n_params": sum(p.numel() for p in m.model.parameters()),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
     }
-    return metrics, history, model
+    return metrics, m.history, m.model

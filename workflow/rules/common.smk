@@ -6,7 +6,7 @@ min_version("9.0")
 
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, config_layers, configcheck, deps, grid, settings
+from resdepth import cifar10, config_layers, configcheck, deps, grid, packs, settings
 
 # The embedded default, unless --configfile names complete configs of their own: merging
 # them into the default would silently fill a user config's missing keys from it.
@@ -23,7 +23,8 @@ config.update(
 # The schema, then what it cannot express: both before any job is planned.
 configcheck.validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
-TRAIN_RUNS = grid.training_runs(config)  # the grid's runs and the λ sweep's
+# The grid's runs and the λ sweep's, and the packs that train them (one job each).
+TRAIN_RUNS, PACKS = packs.training_packs(config)
 GRID_RUNS = grid.grid_runs(config)
 
 
@@ -44,8 +45,31 @@ def lib(script):
     return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
 
 
-# Input and param functions of the per-run rules (train, expansion_run): each looks the
-# run's grid cell up from its `run_id` wildcard.
+def pack_resource(pack_id, name):
+    """The function giving resource ``name`` (``mem_mb``, ``runtime`` or ``gpu``) of a
+    pack's training job, per attempt (see packs.pack_resources)."""
+    cells = [TRAIN_RUNS[run_id] for run_id in PACKS[pack_id]]
+
+    def resource(wildcards, attempt):
+        return packs.pack_resources(cells, config, attempt)[name]
+
+    return resource
+
+
+def train_params(pack_id):
+    """Result-defining settings of a pack's job: what decides that its outputs are stale.
+    The cells are in the output paths (the run ids), so they need no params of their own.
+    """
+    cell = TRAIN_RUNS[PACKS[pack_id][0]]
+    return dict(
+        training=settings.result_settings(config["training"]),
+        arch_options=config["arch_options"].get(cell["arch"], {}),
+        augment=config["datasets"][cell["dataset"]].get("augment", False),
+    )
+
+
+# Input and param functions of the per-run rules (expansion_run): each looks the run's
+# grid cell up from its `run_id` wildcard.
 
 
 def run_cell(wildcards):
@@ -66,16 +90,6 @@ def run_arch_options(wildcards):
 def run_augment(wildcards):
     """Whether the run's data set is augmented in training."""
     return config["datasets"][run_cell(wildcards)["dataset"]].get("augment", False)
-
-
-def train_resource(name):
-    """The function giving a training job's scheduler resource ``name`` (``mem_mb``,
-    ``runtime`` or ``gpu``; estimated by grid.train_resources, per attempt)."""
-
-    def resource(wildcards, attempt):
-        return grid.train_resources(run_cell(wildcards), config, attempt)[name]
-
-    return resource
 
 
 def cifar10_archive(wildcards):

@@ -1,36 +1,50 @@
 # Submitted on a cluster (the compute), like init_norms, expansion_run and
 # expansion_truncation; every other rule is a `localrules:` (tests/test_localrules.py).
+"""Training: one job per pack (resdepth.packs) → results/runs/<run_id>/{metrics.json,
+history.csv,model.pt} for each of its runs.
 
+A pack's runs differ only in their scaling and train in lockstep in one process, each as
+it would alone; with training.packing.enabled false every run is a pack of one. The rules
+are generated, one per pack and named train_<pack id> (a rule's outputs are fixed
+patterns, a pack has several runs); the job's log is named after its pack, which is how
+the script knows its pack id and checkpoint. The params are only the result-defining
+settings, the same for every pack: packing is execution only and switching it reruns
+nothing. A pack that gains a run (a new scaling in the config) is one job with a missing
+output: its finished runs are put back from what their job kept (checkpoint.keep_finished)
+and only the new run trains.
+"""
 
-rule train:
-    """Train one grid cell; a diverged run is recorded, not failed."""
-    input:
-        data=run_data,
-        code=lib("train_run"),
-    output:
-        metrics="results/runs/{run_id}/metrics.json",
-        history="results/runs/{run_id}/history.csv",
-        model="results/runs/{run_id}/model.pt",
-    log:
-        "results/logs/train/{run_id}.log",
-    benchmark:
-        "results/benchmarks/train/{run_id}.tsv"
-    wildcard_constraints:
-        run_id=r"[^/]+",
-    conda:
-        "../../envs/resdepth.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        # Estimates from the job's FLOPs and memory (resdepth.cost): they grow with depth.
-        mem_mb=train_resource("mem_mb"),
-        runtime=train_resource("runtime"),
-        gpu=train_resource("gpu"),
-    params:
-        cell=run_cell,
-        training=settings.result_settings(config["training"]),
-        arch_options=run_arch_options,
-        augment=run_augment,
-        # Outside the outputs: Snakemake deletes a failed job's outputs, not this.
-        checkpoint="results/checkpoints/{run_id}.pt",
-    script:
-        "../../scripts/train_run.py"
+for pack_id, members in PACKS.items():
+
+    rule:
+        name:
+            packs.rule_name(pack_id)
+        input:
+            data=f"results/data/{TRAIN_RUNS[members[0]]['dataset']}.pt",
+            code=lib("train_run"),
+        output:
+            metrics=per_run_files("results/runs/{run_id}/metrics.json", members),
+            history=per_run_files("results/runs/{run_id}/history.csv", members),
+            model=per_run_files("results/runs/{run_id}/model.pt", members),
+        log:
+            f"results/logs/train/{pack_id}.log",
+        benchmark:
+            f"results/benchmarks/train/{pack_id}.tsv"
+        conda:
+            "../../envs/resdepth.yaml"
+        threads: config["training"]["threads"]
+        resources:
+            # Estimates from the members' FLOPs and memory (resdepth.cost): they grow
+            # with depth and add up over a pack's members.
+            mem_mb=pack_resource(pack_id, "mem_mb"),
+            runtime=pack_resource(pack_id, "runtime"),
+            gpu=pack_resource(pack_id, "gpu"),
+            # On SLURM, SIGTERM two minutes before the time limit: the pack checkpoints
+            # and stops, is retried and resumes instead of being killed mid-epoch. (TERM,
+            # not USR1: the Snakemake process that runs the job inside SLURM waits for the
+            # script on SIGTERM but dies at once on SIGUSR1.) Other executors ignore it.
+            slurm_extra="--signal=TERM@120",
+        params:
+            **train_params(pack_id),
+        script:
+            "../../scripts/train_run.py"
