@@ -1,6 +1,7 @@
 """Figures of a config whose runs all diverged say so instead of failing or drawing
 empty axes (the whole pipeline on such a config: tests/test_robustness.py)."""
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from fake_results import write_run
@@ -9,8 +10,10 @@ from resdepth import aggregate, expansion_plots, expansion_study, plots
 
 
 def texts(fig):
-    """The figure's text boxes, wrapped lines joined."""
-    return " ".join(" ".join(t.get_text().split()) for ax in fig.axes for t in ax.texts)
+    """The figure's text boxes, wrapped lines joined; closes the figure."""
+    text = " ".join(" ".join(t.get_text().split()) for ax in fig.axes for t in ax.texts)
+    plt.close(fig)
+    return text
 
 
 @pytest.fixture
