@@ -105,6 +105,19 @@ def tiny_config():
     return yaml.safe_load((REPO / TINY_CONFIG).read_text())
 
 
+def training_jobs(jobs):
+    """The planned training jobs among ``jobs`` (``{rule: count}``): one rule per pack of
+    runs, ``train_<pack id>`` (workflow/rules/train.smk)."""
+    return {rule: n for rule, n in jobs.items() if rule.startswith("train_")}
+
+
+def pack_of(config, run_id):
+    """The id of the pack that trains ``run_id``: it names the job's checkpoint and log."""
+    from resdepth import packs
+
+    return packs.pack_of(packs.training_packs(config)[1], run_id)
+
+
 class Workflow:
     """A copy of the repository's workflow in ``root``, driven by real snakemake."""
 

@@ -11,10 +11,10 @@ import sys
 import psutil
 import pytest
 import torch
-from conftest import TRAIN_SETTINGS, optimizer_hooks, tiny_config
+from conftest import TRAIN_SETTINGS, optimizer_hooks, pack_of, tiny_config
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, data, grid, jobs, packs, train
+from resdepth import checkpoint, data, grid, jobs, train
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -244,11 +244,6 @@ def test_stop_signals_are_recorded_only_inside_the_block(sig):
         assert checkpoint.stop_requested() == signal.Signals(sig).name
     assert signal.getsignal(sig) is before
     assert checkpoint.stop_requested() is None
-
-
-def pack_of(config, run_id):
-    """The id of the pack that trains ``run_id``: it names the job's checkpoint and log."""
-    return packs.pack_of(packs.training_packs(config)[1], run_id)
 
 
 def sigterm_mid_training(workflow, config, run_id):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from resdepth import grid
+from resdepth import packs
 from resdepth.config_layers import layered_config, merged, typed
 
 
@@ -40,9 +40,9 @@ def test_later_config_files_override_earlier_ones(tmp_path):
 
 
 def train_jobs(workflow, *args):
-    """The train jobs a dry run plans: their count and their threads."""
+    """The training jobs a dry run plans (one per pack): their count and their threads."""
     text = workflow.run("--dry-run", *args).stdout
-    jobs = re.findall(r"rule train:\n(.*?)(?=\n\[|\Z)", text, re.S)
+    jobs = re.findall(r"rule train_\S+:\n(.*?)(?=\n\[|\Z)", text, re.S)
     return len(jobs), {int(t) for job in jobs for t in re.findall(r"threads: (\d+)", job)}
 
 
@@ -65,6 +65,6 @@ def test_command_line_overrides_reach_the_plan(workflow, config_files, threads, 
         overrides.append(f'training={{"threads": {threads}}}')
     configfile = ["--configfile", *config_files] if config_files else []
     count, job_threads = train_jobs(workflow, *configfile, "--config", *overrides)
-    assert count == len(grid.training_runs(expected))
+    assert count == len(packs.training_packs(expected)[1])
     # A job prints its threads only above 1; the conftest runs use 2 cores.
     assert job_threads == ({2} if threads == 2 else set())

@@ -44,7 +44,7 @@ def paper_cell(depth, scaling="inv"):
 
 def resources(depth, device="cuda", scaling="inv"):
     cell = {**paper_cell(depth, scaling), "width": 64, "epochs": 30, "batch_size": 128}
-    return cost.train_resources(cell, {"device": device, "threads": 2}, {"stem_stride": 2})
+    return cost.pack_resources([cell], {"device": device, "threads": 2}, {"stem_stride": 2})
 
 
 def test_resources_grow_with_depth_and_ask_for_a_gpu_only_on_cuda():

@@ -28,10 +28,13 @@ def digests(folder):
 
 #: Where the tiny run keeps each table the claims rule reads, by its input name.
 CLAIM_TABLES = {
+    "truncation": "results/expansion/truncation.csv",
     "truncation_slopes": "results/expansion/truncation_slopes.csv",
+    "truncation_per_input": "results/expansion/truncation_per_input.csv",
     "init_norms": "results/init_norms.csv",
-    "accuracy": "results/tables/accuracy.csv",
-    "unimodality": "results/capacity/unimodality.json",
+    "runs": "results/runs.csv",
+    "data_manifests": ["results/data/digits.json"],
+    "capacity_sweep": "results/capacity/gc_vs_lambda.csv",
     "orders": "results/expansion/orders.csv",
     "truncated_accuracy": "results/expansion/truncated_accuracy.csv",
 }
@@ -43,7 +46,11 @@ def test_claims_files_hold_the_checks_of_this_runs_tables(finished):
     document = json.loads(finished.path("results/claims.json").read_text())
     assert [c["id"] for c in document["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
     assert set(CLAIM_TABLES) == set(claims.TABLE_NAMES)
-    tables = claims.read_tables({name: finished.path(p) for name, p in CLAIM_TABLES.items()})
+    paths = {
+        name: [finished.path(p) for p in path] if isinstance(path, list) else finished.path(path)
+        for name, path in CLAIM_TABLES.items()
+    }
+    tables = claims.read_tables(paths)
     thresholds = tiny_config()["claims"]
     checks = claims.check_all(tables, thresholds)
     assert document == json.loads(claims.claims_json(checks, thresholds))

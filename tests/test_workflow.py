@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import default_config, tiny_config
+from conftest import default_config, tiny_config, training_jobs
 
 from resdepth import expansion_study, grid, packs
 
@@ -19,11 +19,6 @@ def n_cells(grid):
     for values in grid.values():
         n *= len(values)
     return n
-
-
-def training_jobs(jobs):
-    """The planned training jobs (one rule per pack of runs): ``{rule: count}``."""
-    return {rule: n for rule, n in jobs.items() if rule.startswith("train_")}
 
 
 def pack_rules(config):
@@ -264,8 +259,13 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     # Clipped runs share a pack key of their own (packs.pack_key): one new training job.
     (pack_id,) = {packs.pack_of(packs.training_packs(config)[1], run) for run in own_runs}
     assert pack_id not in packs.training_packs(without_sweep)[1]
-    assert training_jobs(jobs_with) == training_jobs(jobs_without) + 1
-    for rule in ("capacity_tables", "capacity_unimodality", "plot_capacity"):
+    assert len(training_jobs(jobs_with)) == len(training_jobs(jobs_without)) + 1
+    for rule in (
+        "capacity_tables",
+        "capacity_unimodality",
+        "plot_capacity",
+        packs.rule_name(pack_id),
+    ):
         assert jobs_with.pop(rule) == 1
     assert jobs_with == jobs_without
 

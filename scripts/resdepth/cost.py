@@ -131,11 +131,6 @@ def _on_gpu(training):
     return training["device"] == "cuda" or training.get("gpu", False)
 
 
-def train_resources(cell, training, arch_options=None):
-    """Scheduler resources of one training job: ``runtime`` (min), ``mem_mb``, ``gpu``."""
-    return pack_resources([cell], training, arch_options)
-
-
 def pack_resources(cells, training, arch_options=None):
     """Scheduler resources of a job that trains ``cells`` together (a pack, train.train_pack):
     ``runtime`` (min), ``mem_mb``, ``gpu``.
