@@ -45,13 +45,10 @@ RUN_TABLE_COLUMNS = {
     "truncated_accuracy": TRUNCATED_ACCURACY_COLUMNS,
     "lesion": LESION_COLUMNS,
 }
+#: What names one tower of the truncation study, first in each of its tables.
+TOWER_COLUMNS = ("dataset", "arch", "activation", "width", "depth", "seed")
 TRUNCATION_COLUMNS = (
-    "dataset",
-    "arch",
-    "activation",
-    "width",
-    "depth",
-    "seed",
+    *TOWER_COLUMNS,
     "lambda",
     "decomposition",
     "order",
@@ -59,12 +56,7 @@ TRUNCATION_COLUMNS = (
     "mask_change_fraction",
 )
 SLOPE_COLUMNS = (
-    "dataset",
-    "arch",
-    "activation",
-    "width",
-    "depth",
-    "seed",
+    *TOWER_COLUMNS,
     "decomposition",
     "order",
     "slope",
@@ -73,12 +65,7 @@ SLOPE_COLUMNS = (
     "n_points",
 )
 PER_INPUT_COLUMNS = (
-    "dataset",
-    "arch",
-    "activation",
-    "width",
-    "depth",
-    "seed",
+    *TOWER_COLUMNS,
     "input",
     "order",
     "first_mask_change_lambda",
