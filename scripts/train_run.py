@@ -42,9 +42,7 @@ def kept_at(run_id):
     return f"results/checkpoints/{run_id}.pt"
 
 
-# What each run's outputs are computed from: a rerun whose outputs were deleted (Snakemake's
-# --rerun-incomplete after it lost track of this job, by hand, or a pack that gained a run)
-# recovers them instead of training the run again.
+# What every run of the pack is computed from, but for its cell.
 shared = {
     "training": snakemake.params.training,
     "arch_options": snakemake.params.arch_options,
@@ -52,12 +50,19 @@ shared = {
     "data": data.sha256(snakemake.input.data),
     "code": checkpoint.code_digest(),
 }
+
+
+def identity(run_id):
+    """What a run's outputs are computed from: a rerun whose outputs were deleted
+    (Snakemake's --rerun-incomplete after it lost track of this job, by hand, or a pack
+    that gained a run) recovers them if this is unchanged, instead of training again."""
+    return {"cell": runs[run_id], **shared}
+
+
 to_train = [
     i
     for i, run_id in enumerate(run_ids)
-    if not checkpoint.recover_finished(
-        outputs(i), {"cell": runs[run_id], **shared}, kept_at(run_id)
-    )
+    if not checkpoint.recover_finished(outputs(i), identity(run_id), kept_at(run_id))
 ]
 if to_train:
     dataset = data.load_prepared(snakemake.input.data, device, augment=snakemake.params.augment)
@@ -88,6 +93,5 @@ if to_train:
         }
         jobs.write_csv(history, history_path, train.HISTORY_COLUMNS)
         jobs.write_json(metrics, metrics_path)  # last: the run is complete
-        identity = {"cell": runs[run_ids[i]], **shared}
-        checkpoint.keep_finished(outputs(i), identity, kept_at(run_ids[i]))
+        checkpoint.keep_finished(outputs(i), identity(run_ids[i]), kept_at(run_ids[i]))
     checkpoint.discard(checkpoint_path)  # the pack is complete
