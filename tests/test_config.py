@@ -101,6 +101,10 @@ BAD_CONFIGS = {
         chain(mutate("capacity.grad_clip", None), mutate("capacity.lr", 0.0200000001)),
         ["capacity", "lr0.02"],
     ),
+    "smooth grid tower": (
+        mutate("arch_options.mlp", {"activation": "tanh"}),
+        ["arch_options.mlp.activation", "ReLU"],
+    ),
     "clipped sweep in packed packs": (
         mutate("training.pack_backend", "packed"),
         ["capacity.grad_clip", "pack_backend"],

@@ -41,6 +41,7 @@ def check(config):
     check_batchnorm_batches(config)
     check_expansion(config)
     check_claims(config)
+    check_grid_activation(config)
     check_packed_backend(config)
 
 
@@ -207,3 +208,16 @@ def check_packed_backend(config):
             "capacity.grad_clip",
             "not supported with training.pack_backend: packed (use loop, or no clipping)",
         )
+
+
+def check_grid_activation(config):
+    """The study of trained runs (C5) splits them into paths, which freeze ReLU masks:
+    a smooth grid tower is refused before it is trained (smooth towers are C1's
+    truncation control, ``expansion.truncation.activations``)."""
+    for arch in sorted(set(config["grid"]["arch"])):
+        if config["arch_options"].get(arch, {}).get("activation", "relu") != "relu":
+            raise ConfigError(
+                f"arch_options.{arch}.activation",
+                "the expansion study of trained runs needs ReLU towers (path terms freeze "
+                "ReLU masks); use smooth activations in expansion.truncation.activations",
+            )

@@ -5,16 +5,6 @@
 EXPANSION = config["expansion"]
 EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 
-# The study of trained runs (C5) splits them into paths, which freeze ReLU masks: refuse
-# a smooth grid tower before training it (smooth towers are C1's truncation control).
-for arch in sorted(set(config["grid"]["arch"])):
-    if config["arch_options"].get(arch, {}).get("activation", "relu") != "relu":
-        raise ValueError(
-            f"arch_options.{arch}.activation: the expansion study of trained runs needs "
-            "ReLU towers (path terms freeze ReLU masks); use smooth activations in "
-            "expansion.truncation.activations"
-        )
-
 
 # Submitted on a cluster: expansion_run and expansion_truncation (forward passes through
 # whole towers). Seconds of work each, run where Snakemake runs:
