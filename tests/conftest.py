@@ -95,6 +95,14 @@ def stored_scales(model, scaling, depth):
     return stored.double()
 
 
+def inputs(n=40, seed=1):
+    """``n`` seeded random inputs of 4 features and labels of 3 classes, for tiny towers."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
 def default_config():
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

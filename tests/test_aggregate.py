@@ -179,3 +179,18 @@ def test_repeated_run_id_and_empty_input_fail(tmp_path):
         aggregate.load_runs([path, path])
     with pytest.raises(ValueError, match="no metrics.json"):
         aggregate.load_runs([])
+
+
+def test_gather_tables_keeps_every_row_and_refuses_a_table_off_its_contract(tmp_path):
+    columns = ("run_id", "scaling", "test_acc")
+    first, second, off = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    first.write_text("run_id,scaling,test_acc\na,0.5,0.9\n")
+    second.write_text("run_id,scaling,test_acc\nb,inv,0.8\nc,one,0.7\n")
+    off.write_text("run_id,test_acc,scaling\nd,0.6,inv\n")
+    table = aggregate.gather_tables([first, second], columns)
+    assert list(table["run_id"]) == ["a", "b", "c"]
+    assert list(table["scaling"]) == ["0.5", "inv", "one"]  # a float λ stays its string
+    with pytest.raises(ValueError, match=r"c\.csv: columns"):
+        aggregate.gather_tables([first, off], columns)
+    with pytest.raises(ValueError, match="no per-run tables"):
+        aggregate.gather_tables([], columns)

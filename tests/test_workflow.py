@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import default_config, tiny_config, training_jobs
 
-from resdepth import expansion_study, grid, packs
+from resdepth import expansion_study, grid, packs, truncation
 
 pytestmark = pytest.mark.workflow
 
@@ -170,9 +170,9 @@ def test_default_config_plans_one_expansion_job_per_run(workflow):
 def test_tables_have_the_contracted_columns(finished):
     for name, columns in expansion_study.RUN_TABLE_COLUMNS.items():
         assert tuple(read(finished, name).columns) == columns
-    assert tuple(read(finished, "truncation").columns) == expansion_study.TRUNCATION_COLUMNS
+    assert tuple(read(finished, "truncation").columns) == truncation.TRUNCATION_COLUMNS
     slopes = read(finished, "truncation_slopes")
-    assert tuple(slopes.columns) == expansion_study.SLOPE_COLUMNS
+    assert tuple(slopes.columns) == truncation.SLOPE_COLUMNS
 
 
 def ok_runs(finished):

@@ -152,6 +152,20 @@ def read_runs_csv(path):
     return pd.read_csv(path, dtype={"scaling": str, "device": str})
 
 
+def gather_tables(paths, columns):
+    """Concatenate per-run tables (e.g. results/expansion/runs/*/orders.csv), checking
+    that each has exactly the contracted columns."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path, dtype={"scaling": str})
+        if tuple(frame.columns) != tuple(columns):
+            raise ValueError(f"{path}: columns {list(frame.columns)}, expected {list(columns)}")
+        frames.append(frame)
+    if not frames:
+        raise ValueError("no per-run tables to gather")
+    return pd.concat(frames, ignore_index=True)
+
+
 def format_cell(mean, std, n_ok, n_diverged):
     """Accuracy in percent with one decimal, e.g. ``97.3 ± 0.4 (1/3 diverged)``.
 
