@@ -17,6 +17,7 @@ Usage: python bench/bench_pipeline.py [--skip-pipeline | --skip-throughput] [--d
 import argparse
 import csv
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,8 @@ def compare_packing():
     compute = seconds - jobs * floor
     print(f"start-up: a bare `import torch` takes {floor:.2f} s, so the {jobs} jobs with packs")
     print(f"  pay at least {jobs * floor:.0f} s of start-up and compute at most {compute:.0f} s:")
-    print(f"  {compute / 2:.0f} s of wall time on 2 cores, were start-up free")
+    cores = os.cpu_count()  # the pipeline ran with --cores all
+    print(f"  {compute / cores:.0f} s of wall time on {cores} cores, were start-up free")
 
 
 def figures(jobs_and_seconds):
