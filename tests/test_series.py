@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from taylor_reference import nested_jvp_taylor
 
 from resdepth import series
 
@@ -35,24 +36,6 @@ def polynomial(coefficients, t):
     """Σ_k c_k t^k (one pow and one contraction: few ops to nest jvps through)."""
     powers = t ** torch.arange(len(coefficients), dtype=t.dtype)
     return torch.tensordot(powers, coefficients, 1)
-
-
-def nested_jvp_taylor(g, order):
-    """Taylor coefficients g^(k)(0)/k!, k = 0..order, of g: R → tensors, by nested
-    forward-mode autodiff (``torch.func.jvp``), the reference the series are tested on."""
-
-    def lift(inner):
-        def derivatives(t):
-            primal, tangent = torch.func.jvp(inner, (t,), (torch.ones_like(t),))
-            return (*primal, tangent[-1])
-
-        return derivatives
-
-    derivatives = lambda t: (g(t),)  # noqa: E731
-    for _ in range(order):
-        derivatives = lift(derivatives)
-    values = derivatives(torch.zeros((), dtype=torch.float64))
-    return torch.stack([value / math.factorial(k) for k, value in enumerate(values)])
 
 
 def assert_series_close(actual, expected, tolerance=TOLERANCE):
