@@ -333,3 +333,16 @@ def test_radius_estimates_scale_with_the_scales():
     assert 0 < full.ratio.item() < math.inf and 0 < full.root.item() < math.inf
     torch.testing.assert_close(halved.ratio, 2 * full.ratio, rtol=1e-12, atol=0)
     torch.testing.assert_close(halved.root, 2 * full.root, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    "layer, match",
+    [
+        (nn.GELU(approximate="tanh"), "exact"),
+        (nn.LayerNorm((T, WIDTH)), "last dim only"),
+    ],
+)
+def test_layers_without_an_exact_series_here_are_refused(layer, match):
+    tower = models.ResidualTower([nn.Sequential(layer)], 0.5).double()
+    with pytest.raises(ValueError, match=match):
+        expansion.taylor_terms(tower, torch.randn(2, T, WIDTH, dtype=torch.float64), 2)
