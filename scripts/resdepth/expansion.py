@@ -366,6 +366,11 @@ def radius_estimates(terms, per_input=False):
     output as one vector, which is the smallest radius among its inputs; ``per_input``
     gives one estimate per input (norms over each input's features, shape (B,)) instead.
     Terms that vanish give inf or nan (e.g. skipinit at init, where every α_l = 0).
+
+    Both are estimates only: on a LayerNorm tower with a known radius (a complex conjugate
+    pair of singularities, tests) they were 22 % below and 14 % above it at K = 8 while
+    drifting 1–2 % from K − 2, and within 6 % at K = 32. Report the two as a bracket; the
+    drift says how settled they are, not how far from ρ.
     """
     order = len(terms) - 1
     if order < 4:
