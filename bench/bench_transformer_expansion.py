@@ -40,18 +40,20 @@ def parse_args():
 
 
 def seconds(device, repeats, fn, *args, **kwargs):
-    """Best wall time of ``fn`` over ``repeats`` runs after a warm-up (the minimum is the
-    figure least disturbed by other work on a shared machine)."""
+    """Best time of ``fn`` over ``repeats`` runs after a warm-up: on the CPU the process's
+    CPU time (with one thread, what the work itself took, far less disturbed than wall
+    time by other work on a shared machine), on CUDA the synchronised wall time."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     fn(*args, **kwargs)
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         fn(*args, **kwargs)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
