@@ -1,5 +1,5 @@
-"""Packs: the planner (torch-free) and the packed training loop, whose every member must
-end bit for bit as the same run trained alone."""
+"""Packs: the planner (torch-free), a pack's runs trained as its job trains them (each
+must end bit for bit as the same run trained alone) and the packed backend."""
 
 import copy
 
@@ -128,8 +128,9 @@ def test_adding_a_seed_plans_only_the_new_seed_packs(finished):
 
 @pytest.mark.workflow
 def test_a_deleted_run_output_retrains_its_pack_alone(finished, tmp_path):
-    """A pack is one job: a missing file of one run retrains its pack (every member, to
-    the same bits) and nothing else."""
+    """A pack is one job: a missing file of one run reruns its pack's job and nothing
+    else (the job recovers its finished runs instead of training them again,
+    tests/test_robustness.py, tests/test_train_job.py)."""
     workflow = finished.copy_to(tmp_path)
     _, plan = packs.training_packs(tiny_config())
     pack_id = next(p for p, members in plan.items() if len(members) > 1)

@@ -1,8 +1,8 @@
-"""Checkpoints that let an interrupted training run finish as if it had never stopped.
+"""Checkpoints that let interrupted training finish as if it had never stopped.
 
 SLURM ends a job with SIGTERM (preemption, ``scancel``, time limit; the SLURM profile asks
 for it two minutes before the limit), and some sites warn with SIGUSR1 first. Inside
-``with signals_request_stop():`` (the train rule's entry point) both signals only record a
+``with signals_request_stop():`` (the training job, train_job.py) both signals only record a
 request; the training loop checks ``stop_requested()`` after every step, saves everything
 the rest of the run depends on (weights, optimizer buffers, every random generator, its
 place in the epoch, the history so far) and raises ``Interrupted``, so the job fails and

@@ -240,11 +240,13 @@ class Run:
 
     def progress(self):
         """Its record and its place in the epoch, as a checkpoint saves them."""
-        return {
-            "history": self.history,
-            "diverged": self.diverged_at,
-            **{"perm": self.perm, "losses": self.losses, "correct": self.correct},
-        }
+        return dict(
+            history=self.history,
+            diverged=self.diverged_at,
+            perm=self.perm,
+            losses=self.losses,
+            correct=self.correct,
+        )
 
     def resume(self, progress):
         """Take up the record and epoch that ``progress`` (a checkpoint's) holds."""
