@@ -45,15 +45,31 @@ def lib(script):
     return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
 
 
+#: What every training job asks its scheduler for at this site, beyond the estimates
+#: (training.site_resources: a partition, a GPU model, a --gres form). Execution only.
+SITE_RESOURCES = config["training"].get("site_resources", {})
+#: The training jobs' own resources, estimated per pack: a site value replaces them.
+PACK_RESOURCES = ("mem_mb", "runtime", "gpu")
+
+
 def pack_resource(pack_id, name):
-    """The function giving resource ``name`` (``mem_mb``, ``runtime`` or ``gpu``) of a
-    pack's training job, per attempt (see packs.pack_resources)."""
+    """Resource ``name`` (one of PACK_RESOURCES) of a pack's training job: the site's
+    value if it sets one (e.g. ``gpu: 0`` with a ``gres``), else the estimate per attempt
+    (see packs.pack_resources)."""
+    if name in SITE_RESOURCES:
+        return SITE_RESOURCES[name]
     cells = [TRAIN_RUNS[run_id] for run_id in PACKS[pack_id]]
 
     def resource(wildcards, attempt):
         return packs.pack_resources(cells, config, attempt)[name]
 
     return resource
+
+
+def site_resources():
+    """The site's resources that every training job adds to its own (PACK_RESOURCES come
+    through pack_resource)."""
+    return {k: v for k, v in SITE_RESOURCES.items() if k not in PACK_RESOURCES}
 
 
 def train_params(pack_id):
