@@ -12,7 +12,7 @@ from resdepth import cifar10, config_layers, configcheck, deps, grid, packs, set
 # them into the default would silently fill a user config's missing keys from it.
 if not workflow.config_settings.configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 # Rebuilt from its layers (resdepth/config_layers.py): Snakemake merges --config before
@@ -40,9 +40,11 @@ def per_run_files(pattern, runs):
 
 def lib(script):
     """The library modules that ``scripts/<script>.py`` imports, directly or not, as
-    inputs: editing one reruns exactly the jobs whose code it is part of."""
+    inputs: editing one reruns exactly the jobs whose code it is part of. Found beside
+    the Snakefile, so the workflow runs from any working directory (--directory)."""
     source = f"{workflow.basedir}/scripts/{script}.py"
-    return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
+    library = f"{workflow.basedir}/scripts/resdepth"
+    return [f"{library}/{name}.py" for name in deps.library_modules(source)]
 
 
 #: What every training job asks its scheduler for at this site, beyond the estimates
