@@ -1,3 +1,4 @@
+import os
 import sys
 
 from snakemake.utils import min_version
@@ -41,9 +42,10 @@ def per_run_files(pattern, runs):
 def lib(script):
     """The library modules that ``scripts/<script>.py`` imports, directly or not, as
     inputs: editing one reruns exactly the jobs whose code it is part of. Found beside
-    the Snakefile, so the workflow runs from any working directory (--directory)."""
+    the Snakefile, so the workflow runs from any working directory (--directory), and
+    named relative to it, so a checkout moved with its results reruns nothing."""
     source = f"{workflow.basedir}/scripts/{script}.py"
-    library = f"{workflow.basedir}/scripts/resdepth"
+    library = os.path.relpath(f"{workflow.basedir}/scripts/resdepth")
     return [f"{library}/{name}.py" for name in deps.library_modules(source)]
 
 
