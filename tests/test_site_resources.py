@@ -66,7 +66,7 @@ def test_site_resources_rerun_nothing(finished):
     assert finished.planned_jobs(config) == {}
 
 
-@pytest.mark.parametrize("name", ["slurm_extra", "mem", "1gpu", "gpu-model"])
+@pytest.mark.parametrize("name", ["slurm_extra", "pack", "mem", "1gpu", "gpu-model"])
 def test_site_resources_the_rules_own_or_malformed_are_refused_by_name(name):
     config = tiny_config()
     config["training"]["site_resources"] = {name: "x"}
