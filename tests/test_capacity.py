@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TRAIN_SETTINGS
 
-from resdepth import capacity, data, fits, grid, plots, train
+from resdepth import capacity, capacity_plots, data, fits, grid, plots, train
 
 SWEEP = dict(dataset="digits", arch="mlp", depth=16, width=8, lr=0.05, epochs=3, batch_size=64)
 SWEEP.update(lambda_min=1 / 16, lambda_max=1.0, lambda_count=5, scaling=["inv"], seed=[0, 1])
@@ -348,13 +348,20 @@ def test_peak_test_second_peak_search_is_bonferroni_corrected():
 
 @pytest.fixture
 def sweep_and_history(tmp_path):
-    """Two seeds of a 5-λ sweep plus bn; λ=1 diverges for seed 1."""
+    """Two seeds of a 5-λ sweep plus bn; λ=1 diverges for seed 1 (unclipped) and is
+    trained again clipped for both seeds; seed 0 at λ=0.5 ends above ln(classes)."""
     folders = []
     for seed in (0, 1):
+        gc = [(0, 500.0), (2, 100.0), (3, 50.0)]  # GC highest at init: flagged
+        folders.append(write_run(tmp_path, 1.0, 1.0, seed, gc, test_acc=0.3, grad_clip=1.0))
+    for seed in (0, 1):
         for lam in LAMBDAS:
-            gc = [(0, 1.0), (2, 10 * lam * (1 + seed)), (3, 8 * lam * (1 + seed))]
+            gc = [(0, 0.01), (2, 10 * lam * (1 + seed)), (3, 8 * lam * (1 + seed))]
             status = "diverged" if (lam, seed) == (1.0, 1) else "ok"
-            folders.append(write_run(tmp_path, lam, lam, seed, gc, status, test_acc=0.5 + lam / 4))
+            loss = 2.5 if (lam, seed) == (0.5, 0) else 0.1
+            folders.append(
+                write_run(tmp_path, lam, lam, seed, gc, status, 0.5 + lam / 4, train_loss=loss)
+            )
         folders.append(write_run(tmp_path, "bn", 1.0, seed, [(0, 1.0), (2, 2.0), (3, 3.0)]))
     table, history = capacity.sweep_tables(
         paths(folders, "metrics.json"), paths(folders, "history.csv"), CLASSES
@@ -367,7 +374,7 @@ def sweep_and_history(tmp_path):
 
 def test_gc_figure_draws_the_geometric_mean_over_seeds(sweep_and_history):
     sweep, _ = sweep_and_history
-    fig = plots.capacity_gc_figure(sweep)
+    fig = capacity_plots.capacity_gc_figure(sweep)
     final_panel = fig.axes[0]
     line = final_panel.get_lines()[0]  # the fixed-λ mean
     expected = [8 * lam * math.sqrt(2) for lam in LAMBDAS[:-1]] + [8.0]  # λ=1: seed 0 only
@@ -377,12 +384,36 @@ def test_gc_figure_draws_the_geometric_mean_over_seeds(sweep_and_history):
     plt.close(fig)
 
 
+def test_gc_figure_sets_the_clipped_runs_apart_and_marks_limit_and_flags(sweep_and_history):
+    sweep, _ = sweep_and_history
+    fig = capacity_plots.capacity_gc_figure(sweep)
+    final_panel = fig.axes[0]
+    lines = {line.get_label(): line for line in final_panel.get_lines()}
+    clipped = lines["gradient norm clipped at 1: not in C4's test"]
+    assert list(clipped.get_xdata()) == [1.0] and clipped.get_ydata()[0] == pytest.approx(50)
+    assert list(lines["stability limit"].get_xdata()) == [1.0, 1.0]  # seed 1 diverged at 1
+    assert lines["unclipped: mean over seeds"].get_ydata()[-1] == pytest.approx(8.0)
+    flagged = [c for c in final_panel.collections if c.get_label() == capacity_plots.FLAGGED_LABEL]
+    # the clipped λ=1 runs (GC highest at init) and seed 0 at λ=0.5 (loss above ln 10)
+    assert sorted(map(tuple, flagged[0].get_offsets())) == [(0.5, 4.0), (1.0, 50.0), (1.0, 50.0)]
+    assert "unclipped runs decide C4; gradient norm clipped at 1" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_training_figure_leaves_clipped_and_diverged_runs_out(sweep_and_history):
+    sweep, history = sweep_and_history
+    fig = capacity_plots.capacity_training_figure(sweep, history)
+    assert len(fig.axes[0].get_lines()) == len(LAMBDAS) + 1  # one per fixed λ, one for bn
+    assert "3 diverged or clipped runs not shown" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
 def test_capacity_figures_are_saved(sweep_and_history, tmp_path):
     sweep, history = sweep_and_history
     figures = [
-        plots.capacity_gc_figure(sweep),
-        plots.capacity_accuracy_figure(sweep),
-        plots.capacity_training_figure(sweep, history),
+        capacity_plots.capacity_gc_figure(sweep),
+        capacity_plots.capacity_accuracy_figure(sweep),
+        capacity_plots.capacity_training_figure(sweep, history),
     ]
     for index, fig in enumerate(figures):
         pdf, png = plots.save_figure(fig, tmp_path / f"figure{index}")
