@@ -62,8 +62,7 @@ def test_seeds_needed_is_the_fewest_that_reach_the_power():
     for effect, seed_sd, measurement_sd in ((0.01, 0.005, 0.01), (0.3, 0.05, 0.0), (1, 1, 0)):
         n = fits.seeds_needed(effect, seed_sd, measurement_sd, 0.95, 0.8)
         probability = [
-            fits.decision_probability(effect, seed_sd, measurement_sd, k, 0.95)
-            for k in (n - 1, n)
+            fits.decision_probability(effect, seed_sd, measurement_sd, k, 0.95) for k in (n - 1, n)
         ]
         assert probability[0] < 0.8 <= probability[1]
     assert fits.seeds_needed(1e-4, 1.0, 0.0, 0.95, 0.8, most=50) is None
