@@ -63,7 +63,7 @@ def test_fixed_lambda_is_stored_in_float64_and_leaves_the_stream_float32():
     """λ = 1/√3 to float64's 16 digits, as the tables report it; the stream stays float32."""
     model = models.build_model("mlp", (4,), 3, width=8, depth=3, scaling="inv_sqrt")
     assert model.tower.lam.dtype == torch.float64
-    assert model.tower.lam[0].item() == 3**-0.5
+    assert model.tower.lam[0].item() == 1 / math.sqrt(3)
     assert model(torch.randn(2, 4)).dtype == torch.float32
 
 
