@@ -4,12 +4,6 @@
 CAPACITY_RUNS = grid.capacity_runs(config)
 
 
-def capacity_manifest(wildcards):
-    """The manifest of the sweep's data set: its number of classes flags runs whose
-    final train loss is above a uniform guess's."""
-    return f"results/data/{config['capacity']['dataset']}.json"
-
-
 # Seconds of work each: on a cluster, run them where Snakemake runs instead of
 # submitting them.
 localrules:

@@ -58,8 +58,8 @@ rule claims:
 rule claims_page:
     """The claims check as a page for the report, each verdict's figure embedded in it."""
     input:
-        json=rules.claims.output.json,
         **CLAIM_FIGURES,
+        json=rules.claims.output.json,
         lib=lib("claims_page"),
     output:
         report(
