@@ -420,3 +420,24 @@ def test_capacity_figures_are_saved(sweep_and_history, tmp_path):
         assert pdf.read_bytes().startswith(b"%PDF") and png.stat().st_size > 10_000
     training_lines = figures[2].axes[0].get_lines()
     assert len(training_lines) == len(LAMBDAS) + 1  # one per fixed λ, one for bn
+
+
+def test_final_gc_standard_error_is_the_last_epochs(tmp_path):
+    """Hutchinson GC has a standard error per measurement: the final GC's is the last
+    epoch's, not the peak's or the first."""
+    folder = write_run(tmp_path, 0.25, 0.25, 0, [(0, 1.0), (2, 7.0), (3, 5.0)])
+    history = pd.read_csv(folder / "history.csv")
+    history["gc_stderr"] = [0.1, None, 0.7, 0.5]
+    history.to_csv(folder / "history.csv", index=False)
+    table, _ = capacity.sweep_tables([folder / "metrics.json"], [folder / "history.csv"], CLASSES)
+    assert table.loc[0, "gc_final_stderr"] == 0.5
+
+
+def test_peak_test_takes_its_peak_among_interior_lambdas_only():
+    """The highest point is at the largest λ; the test measures from the highest interior
+    point (0.5), whose difference from that end is negative: no interior peak."""
+    table = sweep_table([[1, 2, 3, 4, 9], [1.1, 2.1, 3.1, 4.2, 9.5]])
+    result = capacity.peak_test(table, "gc_final", 0.95, 5, 0.8, 0.3)
+    assert result["interior_argmax_lambda"] == 0.5
+    assert result["minus_largest"]["high"] < 0
+    assert result["shape"] == capacity.NO_INTERIOR_PEAK

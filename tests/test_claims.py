@@ -705,3 +705,88 @@ def test_a_run_where_nothing_trained_reads_not_measured_with_the_reasons():
     ):
         assert checks[claim].verdict == NOT_MEASURED and reason in checks[claim].summary
     json.loads(claims.claims_json(list(checks.values()), THRESHOLDS))
+
+
+# --- which rows a statistic uses -------------------------------------------------------
+
+
+def test_c1_smooth_slope_is_the_mean_of_per_seed_slopes_not_one_seed():
+    """Seed 0 at 3.5 alone leaves the tolerance of 3; the mean of 3.5 and 2.6 is 3.05."""
+    smooth = slopes_table({1: 2.0, 2: 3.5, 3: 4.0}, seeds=(0,))
+    smooth = pd.concat([smooth, slopes_table({1: 2.0, 2: 2.6, 3: 4.0}, seeds=(1,))])
+    slopes = pd.concat([smooth, slopes_table(RELU_BATCH, activation="relu")])
+    check = claims.check_c1(slopes, *c1_tables()[1:], THRESHOLDS["C1"])
+    assert check.measured["smooth_control"]["slopes"]["tanh"]["2"] == pytest.approx(3.05)
+    assert check.verdict == HOLDS
+
+
+def test_c1_ignores_path_slopes_in_the_smooth_control_and_the_batch_headline():
+    slopes, per_input, truncation = c1_tables()
+    paths = slopes_table({1: 9.0, 2: 9.0, 3: 9.0}, decomposition="path")  # off by far
+    check = claims.check_c1(pd.concat([slopes, paths]), per_input, truncation, THRESHOLDS["C1"])
+    assert check.verdict == HOLDS
+    assert check.measured["relu_batch"]["batch_slopes"] == {"1": 2.0, "2": 2.5, "3": 2.5}
+
+
+def test_c2_growth_is_fitted_on_seed_means_at_the_common_depths_only():
+    """A depth only λ=1 has (n=3000, with an off-line norm) is not in the fit; the
+    largest depth is the largest common one, whatever the row order."""
+    norms = norms_table(EXPLODES)
+    extra = pd.DataFrame([{"scaling": "one", "depth": 3000, "seed": 0, "log10_rel_norm": 0.0}])
+    shuffled = pd.concat([extra, norms]).sample(frac=1, random_state=0)
+    check = claims.check_c2(shuffled, THRESHOLDS["C2"])
+    assert check.measured["depths"] == [1, 10, 100, 1000]
+    assert check.measured["largest_depth"] == 1000
+    # seeds 0 and 1 differ by 0.01 at every depth: the mean's slope is 0.23 exactly
+    assert check.measured["one_log10_growth_per_module"] == pytest.approx(0.23, abs=1e-12)
+
+
+def test_c2_bounded_uses_the_worst_seed_not_the_mean():
+    """At the largest depth one seed of λ=1/n reaches 10^1.2 > 10, the mean stays below."""
+    norms = norms_table(EXPLODES)
+    worst = (norms["scaling"] == "inv") & (norms["depth"] == 1000) & (norms["seed"] == 1)
+    norms.loc[worst, "log10_rel_norm"] = 1.2
+    check = claims.check_c2(norms, THRESHOLDS["C2"])
+    assert check.verdict == DOES_NOT_HOLD
+    assert check.measured["max_log10_rel_norm_at_largest_depth"]["inv"] == pytest.approx(1.2)
+
+
+def test_c3_stability_must_hold_at_every_depth_not_only_the_largest():
+    table = runs_table()
+    shallow = (table["depth"] == 4) & (table["scaling"] == "inv") & (table["seed"] == 1)
+    table.loc[shallow, ["status", "test_acc"]] = ["diverged", None]
+    check = claims.check_c3(table, MANIFESTS, None, THRESHOLDS["C3"])
+    assert check.verdict == DOES_NOT_HOLD
+    assert check.measured["groups"][0]["stability"] == DOES_NOT_HOLD
+
+
+def test_c3_lambda_one_is_judged_at_the_largest_common_depth():
+    """λ=1 trains at n=4 (fine) and diverges at n=64, the largest depth all three share;
+    an n=256 where only λ=1/n ran is not "the largest"."""
+    table = pd.concat([runs_table(), pd.DataFrame(run_rows("inv", 256, [0.9, 0.9]))])
+    check = claims.check_c3(table, MANIFESTS, None, THRESHOLDS["C3"])
+    assert check.measured["groups"][0]["largest_depth"] == 64
+    assert check.verdict == HOLDS
+
+
+def test_c3_gap_pairs_by_seed_and_leaves_out_a_seed_without_both():
+    """Seed 2 has λ=1/√n only: the gap is over seeds 0 and 1."""
+    table = pd.concat([runs_table(), pd.DataFrame(run_rows("inv_sqrt", 64, [0.5, 0.5, 0.99]))])
+    table = table.drop_duplicates(subset=["scaling", "depth", "seed"], keep="first")
+    check = claims.check_c3(table, MANIFESTS, None, THRESHOLDS["C3"])
+    gap = check.measured["groups"][0]["depths"][1]["gap"]
+    assert gap["n_seeds"] == 2 and gap["mean"] == pytest.approx(0.02, abs=1e-12)
+
+
+def test_c5_reports_path_norms_not_taylor_norms_at_the_largest_depth():
+    orders, truncated = expansion_tables()
+    orders.loc[orders["decomposition"] == "taylor", "rel_norm"] = 99.0  # must not show
+    deeper_orders, deeper_truncated = expansion_tables(depth=64)
+    deeper_orders["rel_norm"] *= 2
+    check = claims.check_c5(
+        pd.concat([orders, deeper_orders]),
+        pd.concat([truncated, deeper_truncated]),
+        THRESHOLDS["C5"],
+    )
+    assert all(r["order_1"] in (0.5, 1.0) for r in check.measured["rows"])
+    assert "trained, n=64" in check.summary and "‖P_1‖ 1" in check.summary
