@@ -790,3 +790,23 @@ def test_c5_reports_path_norms_not_taylor_norms_at_the_largest_depth():
     )
     assert all(r["order_1"] in (0.5, 1.0) for r in check.measured["rows"])
     assert "trained, n=64" in check.summary and "‖P_1‖ 1" in check.summary
+
+
+def test_a_new_claim_is_one_record(monkeypatch):
+    """What the docstring promises: a record with its check and tables, and its
+    thresholds, is all a claim needs to be checked and written."""
+
+    def check_c9(sweep, thresholds):
+        verdict = HOLDS if sweep is not None and len(sweep) >= thresholds["rows"] else NOT_MEASURED
+        return claims.Finding("at least `rows` rows", verdict, f"{len(sweep)} rows")
+
+    record = claims.Claim("C9", "A statement.", "figures/c9.png", "More rows.", ("runs",), check_c9)
+    monkeypatch.setattr(claims, "CLAIMS", (*claims.CLAIMS, record))
+    tables = {"runs": runs_table(), "data_manifests": MANIFESTS}
+    checks = claims.check_all(tables, {**THRESHOLDS, "C9": {"rows": 3}})
+    assert (checks[-1].id, checks[-1].verdict) == ("C9", HOLDS)
+    assert checks[-1].measured["family"] == {"dataset": "digits", "arch": "mlp"}
+    markdown = claims.claims_markdown(checks)
+    assert "## C9: holds" in markdown and "[figures/c9.png](figures/c9.png)" in markdown
+    with pytest.raises(ValueError, match="config key claims: no thresholds for C9"):
+        claims.check_all({}, THRESHOLDS)

@@ -912,13 +912,12 @@ INTRODUCTION = (
     "question, measured when this run answers it."
 )
 
-_RECORDS = {claim.id: claim for claim in CLAIMS}
-
 
 def _blocks(checks, figures=None):
     """The claims document as ``formats`` blocks; ``figures`` maps a claim id to its
     figure's bytes, embedded in HTML (None: linked)."""
     figures = figures or {}
+    records = {claim.id: claim for claim in CLAIMS}
     blocks = [
         ("title", "Claims check"),
         ("paragraph", "", INTRODUCTION),
@@ -933,7 +932,7 @@ def _blocks(checks, figures=None):
         ),
     ]
     for c in checks:
-        record = _RECORDS[c.id]
+        record = records[c.id]
         blocks.append(("heading", f"{c.id}: {c.verdict}"))
         if c.verdict != NOT_MEASURED:
             blocks.append(("figure", "Figure:", record.figure, figures.get(c.id)))
