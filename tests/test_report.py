@@ -37,6 +37,7 @@ CLAIM_TABLES = {
     "capacity_sweep": "results/capacity/gc_vs_lambda.csv",
     "orders": "results/expansion/orders.csv",
     "truncated_accuracy": "results/expansion/truncated_accuracy.csv",
+    "test_correct": None,  # each run's test outcomes: not written by the training job yet
 }
 
 
