@@ -33,6 +33,8 @@ rule claims:
         truncation_per_input=rules.expansion_truncation.output.per_input,
         init_norms=rules.init_norms.output[0],
         runs=rules.aggregate_runs.output[0],
+        # each run's outcome on every test image: C3's gap compares two runs image by image
+        test_correct=run_files("test_correct.npy", GRID_RUNS),
         data_manifests=expand(
             "results/data/{dataset}.json",
             dataset=sorted(set(config["grid"]["dataset"])),
