@@ -33,4 +33,5 @@ rule all:
         expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
         CAPACITY_OUTPUTS,
         rules.claims.output,
+        rules.claims_page.output,
         rules.paper.output,

@@ -29,6 +29,7 @@ LOCAL = {
     "capacity_unimodality",
     "plot_capacity",
     "claims",
+    "claims_page",
     "paper",
 }
 

@@ -1,5 +1,5 @@
-"""Figures of the pipeline: init explosion (C2), accuracy vs depth and training curves (C3),
-GC across λ and through training (C4).
+"""Figures of the pipeline: init explosion (C2), accuracy vs depth and training curves (C3)
+(the λ sweep's, C4, are in capacity_plots).
 
 Every figure names scalings with ``scalings.scaling_label`` and colours them with
 ``scaling_color``, so one scaling looks the same everywhere. Figures are written as
@@ -12,23 +12,14 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from resdepth import aggregate
-from resdepth.scalings import (
-    NAMED_SCALINGS,
-    is_fixed_lambda,
-    parse_scaling,
-    scaling_label,
-    sorted_scalings,
-)
+from resdepth.scalings import NAMED_SCALINGS, parse_scaling, scaling_label, sorted_scalings
 
 #: Named scalings take fixed colours of seaborn's colour-blind palette (vermilion, blue,
 #: green, pink, tan: distinct from each other and from the greys of fixed λ).
@@ -366,124 +357,3 @@ def list_runs_without_curve(ax, cell_runs, without_curve):
             color=scaling_color(scaling),
             fontsize="small",
         )
-
-
-# --- Claim C4: the λ sweep ------------------------------------------------------------
-
-#: The settings a λ-sweep figure is titled with: the sweep fixes every one of them.
-SWEEP_SETTINGS = ["dataset", "arch", "depth", "width", "lr", "epochs", "batch_size"]
-
-
-def centre_and_range(frame, column, by, geometric):
-    """Mean of ``column`` per value of ``by`` (geometric mean if ``geometric``), min, max."""
-    groups = frame.groupby(by)[column]
-    centre = 10 ** np.log10(frame[column]).groupby(frame[by]).mean() if geometric else groups.mean()
-    return centre, groups.min(), groups.max()
-
-
-def lambda_curve(ax, sweep, column, geometric):
-    """``column`` against λ (log axis, spanning the whole sweep) over the runs that
-    finished; a diverged run is an 'x' on the bottom edge at its λ.
-
-    The fixed-λ runs (named ones like λ=1/n included, at their λ) make a line through
-    the mean over seeds with a min-to-max band; the named ones are also marked in their
-    colour. bn and skipinit have no fixed λ: dotted horizontal lines at their mean.
-    """
-    diverged = sweep[sweep["status"] != "ok"]
-    ax.scatter(
-        diverged["lambda"],
-        [0.0] * len(diverged),
-        color="0.3",
-        transform=ax.get_xaxis_transform(),
-        label="diverged run",
-        **DIVERGED_MARKER,
-    )
-    lambdas = sweep.loc[sweep["scaling"].map(is_fixed_lambda), "lambda"]
-    ax.set_xlim(lambdas.min() / 1.2, lambdas.max() * 1.2)  # the whole sweep, diverged λ too
-    sweep = sweep[sweep[column].notna()]
-    fixed = sweep["scaling"].map(is_fixed_lambda)
-    centre, low, high = centre_and_range(sweep[fixed], column, "lambda", geometric)
-    ax.plot(centre.index, centre, color="0.2", marker="o", label="fixed λ: mean over seeds")
-    ax.fill_between(
-        centre.index, low, high, color="0.2", alpha=0.2, linewidth=0, label="fixed λ: seed range"
-    )
-    for scaling in sorted_scalings(sweep["scaling"]):
-        if isinstance(parse_scaling(scaling), float):
-            continue
-        runs = sweep[sweep["scaling"] == scaling]
-        color, label = scaling_color(scaling), scaling_label(scaling)
-        if is_fixed_lambda(scaling):
-            centre, _, _ = centre_and_range(runs, column, "lambda", geometric)
-            ax.plot(centre.index, centre, color=color, marker="D", linestyle="", label=label)
-        else:
-            centre, _, _ = centre_and_range(runs, column, "scaling", geometric)
-            ax.axhline(centre.iloc[0], color=color, linestyle=":", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("λ (scale of every residual branch)")
-    if geometric:
-        ax.set_yscale("log")
-
-
-GC_LABEL = "GC = mean ‖∂ logits / ∂x‖²"
-
-
-@styled
-def capacity_gc_figure(sweep):
-    """Claim C4: GC against λ, at the end of training and at its peak during training.
-
-    Lines are geometric means over seeds (GC spans orders of magnitude), bands span the
-    seeds' min to max.
-    """
-    fig, axes = new_figure(ncols=2, width=11.0, height=4.0, sharey=True)
-    panels = (("gc_final", "at the end of training"), ("gc_peak", "peak during training"))
-    for ax, (column, title) in zip(axes[0], panels, strict=True):
-        lambda_curve(ax, sweep, column, geometric=True)
-        ax.set_title(title)
-    axes[0, 0].set_ylabel(GC_LABEL)
-    fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center")
-    return fig
-
-
-@styled
-def capacity_accuracy_figure(sweep):
-    """Final test accuracy against λ (mean over finished seeds, band min to max)."""
-    fig, axes = new_figure(width=8.0, height=4.0)
-    ax = axes[0, 0]
-    lambda_curve(ax, sweep.assign(test_acc=100 * sweep["test_acc"]), "test_acc", geometric=False)
-    ax.set_ylabel("test accuracy (%)")
-    fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
-    return fig
-
-
-@styled
-def capacity_training_figure(sweep, history):
-    """GC through training of the runs that finished: one line per fixed λ (geometric
-    mean over seeds) coloured by λ on a log scale; bn and skipinit dashed in their own
-    colour. Diverged runs are left out (their GC at init is in gc_vs_lambda.csv)."""
-    fig, axes = new_figure(width=8.0, height=4.0)
-    ax = axes[0, 0]
-    finished = sweep.loc[sweep["status"] == "ok", "run_id"]
-    history = history[history["run_id"].isin(finished)]
-    fixed = history["scaling"].map(is_fixed_lambda)
-    norm = LogNorm(history.loc[fixed, "lambda"].min(), history.loc[fixed, "lambda"].max())
-    lambda_colors = colormaps["viridis"]
-    for lam, runs in history[fixed].groupby("lambda"):
-        curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        ax.plot(curve.index, curve, color=lambda_colors(norm(lam)), marker=".")
-    for scaling, runs in history[~fixed].groupby("scaling"):
-        curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        label = scaling_label(scaling)
-        ax.plot(curve.index, curve, color=scaling_color(scaling), linestyle="--", label=label)
-    fig.colorbar(ScalarMappable(norm, lambda_colors), ax=ax, label="fixed λ")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch (0: initialisation)")
-    ax.set_ylabel(GC_LABEL)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if (~fixed).any():
-        ax.legend(loc="best", fontsize="small")
-    n_diverged = (sweep["status"] != "ok").sum()
-    title = settings_title(sweep, SWEEP_SETTINGS)
-    fig.suptitle(f"{title}\n{n_diverged} diverged runs not shown" if n_diverged else title)
-    return fig

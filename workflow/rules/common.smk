@@ -129,3 +129,9 @@ def cifar10_test_archive_md5(wildcards):
 def expansion_figure_tables(wildcards):
     """The tables an expansion figure is drawn from, by name."""
     return EXPANSION_FIGURES[wildcards.figure]
+
+
+def capacity_manifest(wildcards):
+    """The manifest of the sweep's data set: its number of classes flags runs whose
+    final train loss is above a uniform guess's."""
+    return f"results/data/{config['capacity']['dataset']}.json"
