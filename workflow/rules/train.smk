@@ -27,7 +27,9 @@ for pack_id, members in PACKS.items():
             metrics=per_run_files("results/runs/{run_id}/metrics.json", members),
             history=per_run_files("results/runs/{run_id}/history.csv", members),
             model=per_run_files("results/runs/{run_id}/model.pt", members),
-            test_correct=per_run_files("results/runs/{run_id}/test_correct.npy", members),
+            test_correct=per_run_files(
+                "results/runs/{run_id}/test_correct.npy", members
+            ),
         log:
             f"results/logs/train/{pack_id}.log",
         benchmark:
