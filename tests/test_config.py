@@ -415,9 +415,10 @@ COUNT_KEYS = [
 
 
 def at(config, dotted):
+    """The value at a dotted key, or None where the config has no such section."""
     node = config
     for key in dotted.split("."):
-        node = node[key]
+        node = node.get(key) if isinstance(node, dict) else None
     return node
 
 
@@ -441,9 +442,9 @@ def test_whole_numbers_written_as_floats_are_counts_with_canonical_run_ids(name)
     floats = as_floats(default)
     assert isinstance(at(floats, "grid.depth")[0], float)
     assert validation_error(floats) is None
-    for key in COUNT_KEYS:
-        if key.startswith("arch_options.conv") and "conv" not in floats["arch_options"]:
-            continue
+    present = [key for key in COUNT_KEYS if at(default, key) is not None]
+    assert len(present) >= len(COUNT_KEYS) - 2
+    for key in present:
         values = at(floats, key)
         for value in values if isinstance(values, list) else [values]:
             assert type(value) is int, f"{key}: {value!r}"
