@@ -11,9 +11,10 @@ import os
 import pytest
 import torch
 
-from resdepth import checkpoint, jobs
+from resdepth import jobs, train_job
 
 RUN_ID = "digits-mlp-n4-inv-w8-lr0.02-e2-b128-s0"
+IDENTITY = {"cell": RUN_ID, "code": "abc"}
 
 
 def finished_run(results):
@@ -24,9 +25,7 @@ def finished_run(results):
     rows = [{"epoch": e, "lr": 0.02 / e, "test_acc": 0.5 + e / 10} for e in (1, 2)]
     jobs.write_csv(rows, files["history.csv"], ["epoch", "lr", "test_acc"])
     jobs.write_json({"run_id": RUN_ID, "test_acc": 0.7321, "status": "ok"}, files["metrics.json"])
-    checkpoint.keep_finished(
-        list(files.values()), {"cell": RUN_ID}, results / "checkpoints" / f"{RUN_ID}.pt"
-    )
+    train_job.keep(list(files.values()), IDENTITY, results / "checkpoints" / f"{RUN_ID}.finished")
     return files
 
 
@@ -100,3 +99,31 @@ def test_a_run_without_a_readable_record_is_refused_naming_the_record(tmp_path, 
     damage(record)
     with pytest.raises(ValueError, match=f"{files['metrics.json']} cannot be verified: {record}"):
         jobs.verify_run_files([files["metrics.json"]])
+
+
+def test_a_kill_while_the_record_is_written_leaves_no_half_record(tmp_path, monkeypatch):
+    """The record is written last and atomically: a job killed while writing it leaves
+    no record (the run retrains), never a half-written one that blocked every rerun with
+    a bare JSONDecodeError."""
+    files = finished_run(tmp_path / "results")
+    kept = jobs.finished_record(files["metrics.json"]).parent
+    write_text = type(kept).write_text
+
+    def killed_halfway(path, text, *args, **kwargs):
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt  # stands for the kill
+
+    monkeypatch.setattr(type(kept), "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        train_job.keep(list(files.values()), IDENTITY, kept)
+    monkeypatch.undo()
+    assert not (kept / "record.json").exists()
+    assert not train_job.recover(list(files.values()), IDENTITY, kept)
+
+
+def test_a_half_written_record_of_an_older_job_is_retrained_not_an_error(tmp_path):
+    files = finished_run(tmp_path / "results")
+    record = jobs.finished_record(files["metrics.json"])
+    assert train_job.recover(list(files.values()), IDENTITY, record.parent)
+    record.write_bytes(record.read_bytes()[:40])
+    assert not train_job.recover(list(files.values()), IDENTITY, record.parent)
