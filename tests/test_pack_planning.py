@@ -61,12 +61,19 @@ def sized_runs(count, depth=1000):
     return runs, size
 
 
+def packed_config():
+    """The paper config with the packed backend: a pack's members are on the GPU at once."""
+    config = paper_config()
+    config["training"]["pack_backend"] = "packed"
+    return config
+
+
 @pytest.mark.parametrize("fit", [1, 2, 3])
 def test_each_split_of_a_pack_starts_with_the_whole_gpu_budget(fit):
     """Members of equal size, a budget that holds ``fit`` of them: every pack but the
     last holds exactly ``fit``, however many packs the split makes."""
     runs, size = sized_runs(7)
-    config = paper_config()
+    config = packed_config()
     config["training"]["packing"].update(max_members=16, gpu_mem_gb=(fit + 0.5) * size / 1e9)
     plan = packs.plan_packs(runs, config)
     sizes = [len(members) for members in plan.values()]
@@ -74,9 +81,21 @@ def test_each_split_of_a_pack_starts_with_the_whole_gpu_budget(fit):
     assert [r for members in plan.values() for r in members] == list(runs)  # config order
 
 
-def test_the_member_cap_and_the_budget_together():
+@pytest.mark.parametrize("fit", [1, 2, 3])
+def test_a_loop_pack_needs_room_for_two_members_at_most(fit):
+    """The loop backend trains a pack's runs one after another, holding the previous
+    run's model while it builds the next: a budget of two members holds any number."""
     runs, size = sized_runs(7)
     config = paper_config()
+    assert config["training"]["pack_backend"] == "loop"
+    config["training"]["packing"].update(max_members=16, gpu_mem_gb=(fit + 0.5) * size / 1e9)
+    sizes = [len(members) for members in packs.plan_packs(runs, config).values()]
+    assert sizes == ([1] * 7 if fit == 1 else [7])
+
+
+def test_the_member_cap_and_the_budget_together():
+    runs, size = sized_runs(7)
+    config = packed_config()
     config["training"]["packing"].update(max_members=2, gpu_mem_gb=10 * size / 1e9)
     assert [len(m) for m in packs.plan_packs(runs, config).values()] == [2, 2, 2, 1]
     config["training"]["packing"].update(max_members=3, gpu_mem_gb=2.5 * size / 1e9)
@@ -88,7 +107,7 @@ def test_the_member_cap_and_the_budget_together():
 def test_the_budget_counts_each_member_with_its_architecture_options():
     """Stem stride 1 keeps 4x the feature map of stride 2: fewer runs fit a budget."""
     runs, size = sized_runs(4, depth=100)
-    config = paper_config()
+    config = packed_config()
     config["training"]["packing"].update(max_members=16, gpu_mem_gb=4.5 * size / 1e9)
     assert [len(m) for m in packs.plan_packs(runs, config).values()] == [4]
     config["arch_options"]["conv"]["stem_stride"] = 1

@@ -133,6 +133,7 @@ def test_each_run_is_written_metrics_last_and_kept_before_the_next_trains(
         expected += [("train",)]
         expected += [("write", run_id, name) for name in ("model.pt", "history.csv")]
         expected += [("write", run_id, "metrics.json"), ("keep", f"{run_id}.finished")]
+        expected += [("write", f"{run_id}.finished", "record.json")]  # atomically, last
     assert events == expected
 
 
