@@ -220,3 +220,26 @@ def test_host_memory_holds_the_weights_copies_torch_allocates():
     empty = cost.pack_resources([{**cell, "width": 1, "depth": 1}], {"device": "cpu", "threads": 1})
     asked_for_weights = (alone["mem_mb"] - empty["mem_mb"]) * 1e6
     assert asked_for_weights >= grown
+
+
+PACK_MEMORY = Path(__file__).parents[1] / "docs/measurements/cpu/pack_memory.tsv"
+
+
+def test_pack_memory_follows_the_backend_as_measured():
+    """Real training jobs (bench/bench_pack_memory.py): the loop backend's memory stops
+    growing at two runs (the previous run is still held while the next is built), the
+    packed backend's grows with every run (five weight copies each). The host memory a
+    pack asks for covers each measured peak without asking for 2.5 times it."""
+    rows = [line.split("\t") for line in PACK_MEMORY.read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert len(rows) == 8
+    for row in rows:
+        measured = dict(zip(header, row, strict=True))
+        base = dict(dataset="digits", arch="mlp", depth=int(measured["depth"]), seed=0)
+        base.update(width=int(measured["width"]), lr=0.01, epochs=1)
+        base["batch_size"] = int(measured["batch_size"])
+        cells = [{**base, "scaling": 0.1 * (k + 1)} for k in range(int(measured["members"]))]
+        training = {"device": "cpu", "threads": 1, "pack_backend": measured["backend"]}
+        asked_mb = cost.pack_resources(cells, training)["mem_mb"] - cost.HOST_BASE_MB
+        peak_mb = float(measured["peak_growth_mb"])
+        assert peak_mb <= asked_mb <= 2.5 * peak_mb, (measured, asked_mb)

@@ -151,8 +151,10 @@ def pack_resources(cells, training, arch_options=None):
     at an assumed sustained rate plus a launch overhead per branch and step; members are
     stepped one after the other, so their times add up. Host memory: the data set once
     (uint8 images take 1 byte per value, others fp32) and the members' (``pack_bytes``):
-    four fp32 copies of each one's weights (weights, gradients, momentum, the saved state)
-    and, on CPU, a batch's activations; with a 50 % margin. Both grow with depth.
+    four fp32 copies of each one's weights (weights, gradients, momentum, the saved state;
+    five with ``pack_backend: packed``) and, on CPU, a batch's activations; with a 50 %
+    margin. Both grow with depth. docs/measurements/cpu/pack_memory.tsv has what real
+    jobs used (tests/test_cost.py holds the estimate to it).
     GPU: one, when the config trains on CUDA (``device: cuda``) or asks the scheduler for
     one (``gpu: true``).
     """
@@ -163,9 +165,12 @@ def pack_resources(cells, training, arch_options=None):
 
     images = dataset["n_train"] + dataset["n_test"]
     members = []
+    # Weights, gradients, momentum and a spare (a save's serialisation); the packed
+    # backend also keeps each run's own model beside the packed one.
+    copies = 5 if training.get("pack_backend") == "packed" else 4
     for cell in cells:
         model = (cell["arch"], shape, dataset["num_classes"], cell["width"], cell["depth"])
-        member = 4 * 4 * parameter_count(*model, cell["scaling"], **options)
+        member = copies * 4 * parameter_count(*model, cell["scaling"], **options)
         if not _on_gpu(training):
             model_shape = (cell["arch"], shape, cell["width"], cell["depth"], cell["scaling"])
             member += cell["batch_size"] * activation_bytes(*model_shape, **options)
