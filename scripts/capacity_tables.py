@@ -7,6 +7,7 @@ from pathlib import Path
 from resdepth import capacity, jobs
 
 jobs.log_to(snakemake.log[0])
+jobs.verify_run_files([*snakemake.input.metrics, *snakemake.input.histories])
 manifest = json.loads(Path(snakemake.input.manifest).read_text())
 table, history = capacity.sweep_tables(
     snakemake.input.metrics,

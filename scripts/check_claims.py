@@ -10,6 +10,7 @@ from pathlib import Path
 from resdepth import claims, jobs
 
 jobs.log_to(snakemake.log[0])
+jobs.verify_run_files(snakemake.input.get("test_correct", []))  # C3's paired outcomes
 tables = claims.read_tables({name: snakemake.input.get(name) for name in claims.TABLE_NAMES})
 checks = claims.check_all(tables, snakemake.params.thresholds)
 Path(snakemake.output.json).write_text(claims.claims_json(checks, snakemake.params.thresholds))

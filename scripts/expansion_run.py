@@ -13,6 +13,7 @@ torch.set_num_threads(snakemake.threads)
 settings = snakemake.config["expansion"]
 device = train.pick_device(settings["device"])
 dataset = data.load_prepared(snakemake.input.data, device)
+jobs.verify_run_files([snakemake.input.metrics, snakemake.input.model])
 with open(snakemake.input.metrics) as f:
     metrics = json.load(f)
 tables = expansion_study.run_tables(

@@ -7,6 +7,7 @@ from resdepth import aggregate, jobs, plots
 
 jobs.log_to(snakemake.log[0])
 runs = aggregate.read_runs_csv(snakemake.input.runs)
+jobs.verify_run_files(snakemake.input.histories)
 histories = plots.load_histories(snakemake.input.histories, runs)
 written = plots.save_figure(
     plots.training_curves_figure(runs, histories), Path(snakemake.output.pdf).with_suffix("")

@@ -3,6 +3,7 @@ import gzip
 import http.server
 import pickle
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -124,6 +125,72 @@ def test_corrupted_member_is_named(tmp_path, member, payload, omit):
     with pytest.raises(cifar10.ArchiveError, match="cannot decode member") as err:
         cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
     assert member in str(err.value) and str(path) in str(err.value)
+
+
+def nested(depth, leaf, fanout=10):
+    """A list ``depth`` levels deep with ``fanout`` references to one sublist per level:
+    its pickle is a few hundred bytes, its expansion ``fanout**depth`` leaves."""
+    node = leaf
+    for _ in range(depth):
+        node = [node] * fanout
+    return node
+
+
+def hostile_batch(key, value):
+    """A batch pickle in the official layout with ``key`` replaced by ``value``."""
+    images = np.zeros((PER_BATCH, 3072), np.uint8)
+    batch = {b"data": images, b"labels": [0] * PER_BATCH, key: value}
+    return pickle.dumps(batch, protocol=2)
+
+
+def peak_bytes_of_decoding(path):
+    """The archive error of reading ``path`` and the peak bytes Python allocated."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(cifar10.ArchiveError) as err:
+            cifar10.load_archive(path, expected_md5=cifar10.md5sum(path))
+        return str(err.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "member, payload, words",
+    [
+        # 10**6 labels behind 6 levels of shared references: numpy expanded them whole
+        # (10 levels, in a 1 KB archive, reached 5.4 GB and an uncaught MemoryError).
+        (cifar10.TRAIN_MEMBERS[1], hostile_batch(b"labels", nested(6, 0)), ["flat list of int"]),
+        (cifar10.TEST_MEMBER, hostile_batch(b"data", nested(6, 0)), ["numpy array"]),
+        (
+            cifar10.META_MEMBER,
+            pickle.dumps({b"label_names": nested(6, b"cat")}, protocol=2),
+            ["flat list of bytes"],
+        ),
+    ],
+    ids=["nested-labels", "nested-data", "nested-class-names"],
+)
+def test_shared_references_are_refused_before_they_are_expanded(tmp_path, member, payload, words):
+    path = tmp_path / "hostile.tar.gz"
+    write_archive(path, replace={member: payload})
+    assert path.stat().st_size < 10_000
+    message, peak = peak_bytes_of_decoding(path)
+    assert "cannot decode member" in message and member in message and str(path) in message
+    for word in words:
+        assert word in message
+    assert peak < 4_000_000, f"{peak:,} bytes allocated to refuse a {len(payload)}-byte pickle"
+
+
+def test_a_member_larger_than_any_official_batch_is_refused_unread(tmp_path, monkeypatch):
+    """A 1 GiB member in a 4.7 MB archive was read whole (1.25 GB peak): the size its
+    tar header declares is checked before a byte is read. Here at a 1 MiB bound."""
+    official_batch = batch_pickle(np.zeros((10_000, 3, 32, 32), np.uint8), [0] * 10_000)
+    assert len(official_batch) < cifar10.MAX_MEMBER_BYTES
+    monkeypatch.setattr(cifar10, "MAX_MEMBER_BYTES", 1 << 20)
+    path = tmp_path / "huge.tar.gz"
+    write_archive(path, replace={cifar10.TRAIN_MEMBERS[3]: bytes(8 << 20)})
+    message, peak = peak_bytes_of_decoding(path)
+    assert cifar10.TRAIN_MEMBERS[3] in message and "8,388,608 bytes" in message
+    assert peak < 2 << 20
 
 
 def _leftovers(directory):

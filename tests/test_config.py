@@ -168,6 +168,94 @@ BAD_CONFIGS = {
         mutate("claims.C5.truncation_orders", [1, 9]),
         ["claims.C5.truncation_orders", "max_order"],
     ),
+    # Issue 23: numbers YAML 1.1 reads as text (an exponent without a dot).
+    "epochs written 1e3": (mutate("grid.epochs", ["1e3"]), ["grid.epochs[0]", "write 1000"]),
+    "lr written 2e-2": (mutate("grid.lr", [0.01, "2e-2"]), ["grid.lr[1]", "write 0.02"]),
+    "fixed lambda written 1e-3": (mutate("grid.scaling", ["1e-3"]), ["grid.scaling[0]", "0.001"]),
+    "init depth written 1e2": (mutate("init_norms.depth", [1, "1e2"]), ["init_norms.depth[1]"]),
+    "sweep bound written 1e-1": (mutate("capacity.lambda_min", "1e-1"), ["capacity.lambda_min"]),
+    "truncation lambda written 1e-4": (
+        mutate("expansion.truncation.lambda_min", "1e-4"),
+        ["expansion.truncation.lambda_min", "write 0.0001"],
+    ),
+    "a fractional depth": (mutate("grid.depth", [4.5]), ["4.5", "integer"]),
+    "packed backend compiles": (
+        chain(
+            mutate("capacity.clipped", None),
+            mutate("training.pack_backend", "packed"),
+            mutate("training.compile", True),
+        ),
+        ["training.compile", "packed"],
+    ),
+    "packed backend compiles, no sweep": (
+        chain(
+            mutate("capacity", None),
+            mutate("training.pack_backend", "packed"),
+            mutate("training.compile", True),
+        ),
+        ["training.compile"],
+    ),
+    "C2 needs more depths than measured": (
+        mutate("claims.C2.min_depths", 8),
+        ["claims.C2.min_depths", "7 distinct init_norms.depth"],
+    ),
+    "C2 depths counted once": (
+        chain(mutate("init_norms.depth", [1, 10, 10, 1]), mutate("claims.C2.min_depths", 3)),
+        ["claims.C2.min_depths", "2 distinct"],
+    ),
+    # The exact boundary: an order equal to the depth is exact too.
+    "truncation order equal to depth": (
+        mutate("expansion.truncation.depth", 3),
+        ["expansion.truncation.orders", "depth (3)"],
+    ),
+    "gelu grid tower": (
+        mutate("arch_options.mlp", {"activation": "gelu"}),
+        ["arch_options.mlp.activation"],
+    ),
+    "tanh conv grid tower": (
+        chain(
+            CONV_ON_CIFAR,
+            mutate("grid.dataset", ["cifar10"]),
+            mutate("grid.arch", ["conv"]),
+            mutate("arch_options.conv", {"stem_stride": 2, "activation": "tanh"}),
+        ),
+        ["arch_options.conv.activation"],
+    ),
+    # The λ sweep trains too: every check of the grid's runs holds for its runs.
+    "bn in the sweep with a last batch of one": (
+        chain(mutate("capacity.scaling", ["bn"]), mutate("capacity.batch_size", 673)),
+        ["capacity.batch_size", "bn"],
+    ),
+    "bn in the sweep with batches of one": (
+        chain(mutate("capacity.scaling", ["inv", "bn"]), mutate("capacity.batch_size", 1)),
+        ["capacity.batch_size"],
+    ),
+    "sweep conv on digits": (
+        chain(mutate("capacity.arch", "conv"), mutate("arch_options.conv", {"stem_stride": 1})),
+        ["capacity.arch", "digits"],
+    ),
+    "sweep dataset without a section": (
+        mutate("capacity.dataset", "cifar10"),
+        ["capacity.dataset", "datasets.cifar10"],
+    ),
+    "sweep stem stride larger than the image": (
+        chain(
+            CONV_ON_CIFAR,
+            mutate("capacity.dataset", "cifar10"),
+            mutate("capacity.arch", "conv"),
+            mutate("arch_options.conv", {"stem_stride": 33}),
+        ),
+        ["arch_options.conv.stem_stride", "(capacity)"],
+    ),
+    "sweep conv without arch_options": (
+        chain(
+            CONV_ON_CIFAR,
+            mutate("capacity.dataset", "cifar10"),
+            mutate("capacity.arch", "conv"),
+            mutate("arch_options.conv", None),
+        ),
+        ["capacity.arch", "arch_options.conv"],
+    ),
 }
 
 
@@ -201,6 +289,33 @@ EDGE_CONFIGS = {
     "largest seed": mutate("grid.seed", [2**32 - 1]),
     "conv on cifar10": chain(
         CONV_ON_CIFAR, mutate("grid.dataset", ["cifar10"]), mutate("grid.arch", ["conv"])
+    ),
+    "C2 needs exactly the depths measured": mutate("claims.C2.min_depths", 7),
+    "truncation depth one above the largest order": mutate("expansion.truncation.depth", 4),
+    "smooth truncation towers beside a ReLU grid": mutate(
+        "expansion.truncation.activations", ["relu", "tanh", "gelu"]
+    ),
+    "packed backend without compile or clipping": chain(
+        mutate("capacity.clipped", None), mutate("training.pack_backend", "packed")
+    ),
+    "compile with the loop backend": mutate("training.compile", True),
+    # Optional keys left out: every check must read them as their defaults.
+    "no λ sweep": mutate("capacity", None),
+    "no λ sweep and no GC": chain(mutate("capacity", None), mutate("training.gc", None)),
+    "no packing section": mutate("training.packing", None),
+    "no pack_backend": mutate("training.pack_backend", None),
+    "no speed options": chain(
+        mutate("training.bf16", None),
+        mutate("training.channels_last", None),
+        mutate("training.compile", None),
+    ),
+    "no gradient clipping key": mutate("capacity.clipped", None),
+    "no lesion bound": lambda config: {
+        **config,
+        "expansion": {**config["expansion"], "lesion_max_modules": None},
+    },
+    "bn in the sweep with a last batch of two": chain(
+        mutate("capacity.scaling", ["bn"]), mutate("capacity.batch_size", 1345)
     ),
 }
 
@@ -275,3 +390,67 @@ def test_split_and_batchnorm_checks_refuse_exactly_what_the_job_cannot_do():
     model(torch.randn(2, 8, 8))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         model(torch.randn(1, 8, 8))
+
+
+#: Every key of the default config that holds a count (dotted; lists count per item).
+COUNT_KEYS = [
+    "datasets.digits.split_seed",
+    *(f"grid.{key}" for key in ("depth", "seed", "width", "epochs", "batch_size")),
+    *(f"training.{key}" for key in ("eval_batch_size", "threads", "checkpoint_every")),
+    *(f"training.gc.{key}" for key in ("every", "inputs", "probes", "chunk_size")),
+    "training.packing.max_members",
+    *(f"init_norms.{key}" for key in ("width", "depth", "seed", "batch_size")),
+    *(f"expansion.{k}" for k in ("max_order", "batch_size", "eval_batch_size", "threads")),
+    "expansion.lesion_max_modules",
+    *(
+        f"expansion.truncation.{key}"
+        for key in ("width", "depth", "seeds", "orders", "batch_size", "lambda_steps")
+    ),
+    *(f"capacity.{k}" for k in ("depth", "width", "epochs", "batch_size", "lambda_count", "seed")),
+    "claims.C1.orders",
+    "claims.C2.min_depths",
+    "claims.C5.truncation_orders",
+    "arch_options.conv.stem_stride",
+]
+
+
+def at(config, dotted):
+    """The value at a dotted key, or None where the config has no such section."""
+    node = config
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def as_floats(node):
+    """``node`` with every int (not bool) written as a float, as ``depth: 4.0`` is."""
+    if isinstance(node, dict):
+        return {key: as_floats(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [as_floats(value) for value in node]
+    return float(node) if type(node) is int else node
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_whole_numbers_written_as_floats_are_counts_with_canonical_run_ids(name):
+    """``grid.depth: [4.0]`` passed the schema (JSON Schema counts 4.0 as an integer),
+    then crashed in the job under the run id ``...-n4.0-...``; the same in every
+    section. Every count comes out an int, and the plan is the config's own."""
+    from resdepth import grid, packs
+
+    default = yaml.safe_load((REPO / "config" / name).read_text())
+    floats = as_floats(default)
+    assert isinstance(at(floats, "grid.depth")[0], float)
+    assert validation_error(floats) is None
+    present = [key for key in COUNT_KEYS if at(default, key) is not None]
+    assert len(present) >= len(COUNT_KEYS) - 2
+    for key in present:
+        values = at(floats, key)
+        for value in values if isinstance(values, list) else [values]:
+            assert type(value) is int, f"{key}: {value!r}"
+    assert floats == default
+    assert list(grid.training_runs(floats)) == list(grid.training_runs(default))
+    assert packs.training_packs(floats)[1] == packs.training_packs(default)[1]
+    # Numbers that are not counts stay as written.
+    assert floats["claims"]["C2"]["max_bounded_rel_norm"] == 10.0
+    assert type(floats["claims"]["C2"]["max_bounded_rel_norm"]) is float

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from resdepth import packs
+from resdepth import invocation, packs
 from resdepth.config_layers import layered_config, merged, typed
 
 
@@ -39,6 +39,64 @@ def test_later_config_files_override_earlier_ones(tmp_path):
     assert config["grid"] == paper["grid"]
 
 
+def test_command_line_text_that_is_not_yaml_names_its_key():
+    """``--config 'grid={"depth": [4'`` gave a YAML parser traceback."""
+    with pytest.raises(ValueError, match=r"--config grid depth\[0\]: '\[4' is not valid YAML"):
+        typed({"grid": {"depth": ["[4"]}})
+
+
+def test_a_json_config_file_is_read_as_json(tmp_path):
+    """YAML 1.1 reads the JSON number 2e-2 as the string '2e-2': the schema refused a
+    JSON config Snakemake itself had read correctly."""
+    path = tmp_path / "site.json"
+    path.write_text('{"grid": {"lr": [2e-2], "depth": [1E1]}, "training": {"threads": 2}}')
+    assert layered_config([path], {}) == {
+        "grid": {"lr": [0.02], "depth": [10.0]},
+        "training": {"threads": 2},
+    }
+
+
+@pytest.mark.parametrize("text", ["{}\n", "", "# only a comment\n", "null\n"])
+def test_an_empty_config_file_is_refused_by_name(tmp_path, text):
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"config file {path} is empty"):
+        layered_config([REPO / "config" / "config.yaml", path], {})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["snakemake", "--configfile", "a.yaml", "--configfile", "b.yaml"],
+        ["snakemake", "--configfiles", "a.yaml", "-n", "--configfile=b.yaml"],
+    ],
+)
+def test_a_repeated_configfile_flag_is_refused(argv):
+    """Snakemake keeps only the last flag's files: ``a`` would be dropped silently."""
+    with pytest.raises(ValueError, match="given 2 times.*--configfile a.yaml b.yaml"):
+        invocation.refuse_repeated_configfile(argv)
+
+
+def test_one_configfile_flag_with_several_files_is_accepted():
+    invocation.refuse_repeated_configfile(["snakemake", "--configfile", "a.yaml", "b.yaml"])
+    invocation.refuse_repeated_configfile(["snakemake", "-n"])
+
+
+def test_a_second_run_is_told_another_run_holds_the_directory(tmp_path):
+    """Snakemake checks incomplete files before taking its lock, so a second run was told
+    to "rerun with --rerun-incomplete" (the first run's jobs, under it)."""
+    invocation.refuse_second_run(["snakemake"], tmp_path / ".snakemake")  # no locks: fine
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    invocation.refuse_second_run(["snakemake"], tmp_path / ".snakemake")  # empty: fine
+    (locks / "0.output.lock").write_text("results/runs/x/metrics.json\n")
+    with pytest.raises(RuntimeError, match="another Snakemake run holds.*--unlock"):
+        invocation.refuse_second_run(["snakemake", "--cores", "2"], tmp_path / ".snakemake")
+    # Jobs Snakemake spawns pass --nolock; --unlock must be able to release a stale lock.
+    for flag in ("--nolock", "--unlock"):
+        invocation.refuse_second_run(["snakemake", flag], tmp_path / ".snakemake")
+
+
 def train_jobs(workflow, *args):
     """The training jobs a dry run plans (one per pack): their count and their threads."""
     text = workflow.run("--dry-run", *args).stdout
@@ -68,3 +126,24 @@ def test_command_line_overrides_reach_the_plan(workflow, config_files, threads, 
     assert count == len(packs.training_packs(expected)[1])
     # A job prints its threads only above 1; the conftest runs use 2 cores.
     assert job_threads == ({2} if threads == 2 else set())
+
+
+@pytest.mark.workflow
+def test_snakemake_refuses_held_directories_and_dropped_config_files_and_counts_floats(workflow):
+    """What Snakemake's own command line gets wrong, on a real dry run: a float depth
+    plans the int run id; a lock another run holds, and a repeated --configfile, are
+    refused by name before any job (``--unlock`` still releases a stale lock)."""
+    result = workflow.run("--dry-run", "--config", 'grid={"depth": [4.0]}')
+    assert "-n4-" in result.stdout and "-n4.0-" not in result.stdout
+    paper = str(REPO / "config" / "paper.yaml")
+    result = workflow.run("--dry-run", "--configfile", paper, "--configfile", paper, check=False)
+    assert result.returncode != 0 and "--configfile is given 2 times" in result.stdout
+    locks = workflow.path(".snakemake/locks")
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.output.lock").write_text("results/accuracy_table.csv\n")
+    result = workflow.run("--dry-run", check=False)
+    assert result.returncode != 0 and "another Snakemake run holds" in result.stdout
+    assert "--rerun-incomplete" not in result.stdout
+    workflow.run("--unlock")
+    assert not list(locks.glob("*.lock"))
+    workflow.run("--dry-run")

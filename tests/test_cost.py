@@ -108,3 +108,138 @@ def test_cost_of_a_deep_tower_is_computed_in_constant_memory():
         == cost.train_flops("conv", shape, 10, 64, 1) + (depth - 1) * one_branch
     )
     assert deep["mem_mb"] > resources(1000, device="cpu")["mem_mb"]
+
+
+# The cost model against measurements: what real jobs and torch itself used, not the
+# formulas restated.
+
+CPU_BENCHMARKS = Path(__file__).parents[1] / "docs/measurements/cpu/default_train_benchmarks.tsv"
+
+
+def measured_train_jobs():
+    """``{pack_id: (seconds, peak RSS MB)}`` of the default config's training jobs, from
+    Snakemake's benchmark files of a real run (main at e6d3e84, 2 cores, 7 sessions
+    sharing them: times are upper ends)."""
+    rows = [line.split("\t") for line in CPU_BENCHMARKS.read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    s, rss = header.index("s"), header.index("max_rss")
+    return {row[0]: (float(row[s]), float(row[rss])) for row in rows}
+
+
+def test_cpu_pack_jobs_ask_for_at_least_what_they_used():
+    """Every training job of the default config gets the memory and time it was
+    measured to need (a job over its mem_mb or runtime is killed on a cluster)."""
+    from conftest import default_config
+
+    from resdepth import packs
+
+    config = default_config()
+    runs, plan = packs.training_packs(config)
+    measured = measured_train_jobs()
+    assert set(measured) == set(plan)
+    for pack_id, (seconds, peak_mb) in measured.items():
+        asked = packs.pack_resources([runs[r] for r in plan[pack_id]], config)
+        assert asked["mem_mb"] >= 1.5 * peak_mb, pack_id
+        assert asked["runtime"] * 60 >= 2 * seconds, pack_id
+        assert asked["gpu"] == 0
+
+
+def measured_gpu_peaks():
+    """{depth: peak GiB} of one fp32 paper run's training steps in the committed log."""
+    peaks, depth, label = {}, None, None
+    for line in H200_LOG.read_text().splitlines():
+        if match := re.match(r"depth (\d+), width 64, batch 128", line):
+            depth = int(match.group(1))
+        elif match := re.match(r"\s+(ours \S+|reference)\s", line):
+            label = match.group(1)
+        elif (match := re.match(r"\s+peak GPU memory ([\d.]+) GiB", line)) and label == "ours fp32":
+            peaks[depth] = float(match.group(1)) * 2**30
+    return peaks
+
+
+def test_gpu_memory_estimate_covers_the_measured_peak_without_doubling_it():
+    """The pack planner fills a GPU up to training.packing.gpu_mem_gb with these
+    estimates: under the measured peak, packs run out of memory; far above it, they
+    hold fewer members than fit."""
+    peaks = measured_gpu_peaks()
+    assert sorted(peaks) == [100, 1000]
+    for depth, peak in peaks.items():
+        cell = {**paper_cell(depth), "width": 64, "batch_size": 128}
+        estimate = cost.member_gpu_bytes(cell, {"stem_stride": 2})
+        assert peak <= estimate <= 2.5 * peak, (depth, estimate / peak)
+
+
+def saved_activation_bytes(model, x):
+    """Bytes of the distinct tensors autograd saves for backward in one training step."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x).sum().backward()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("arch, shape, options", MODELS[:3])
+@pytest.mark.parametrize("scaling", ["inv", "bn", "skipinit"])
+def test_activation_estimate_covers_what_autograd_saves(arch, shape, options, scaling):
+    """Per image and branch, measured at two depths so the stem and head drop out."""
+    torch.manual_seed(0)
+    batch, width = 16, 8
+    saved = {}
+    for depth in (2, 6):
+        model = models.build_model(arch, shape, 10, width, depth, scaling, **options).train()
+        saved[depth] = saved_activation_bytes(model, torch.randn(batch, *shape))
+    per_image_branch = (saved[6] - saved[2]) / 4 / batch
+    estimate = cost.activation_bytes(arch, shape, width, 1, scaling, **options)
+    assert per_image_branch <= estimate <= 2.5 * per_image_branch, estimate / per_image_branch
+
+
+def test_host_memory_holds_the_weights_copies_torch_allocates():
+    """Weights, gradients and SGD momentum are three full copies (a checkpoint's state
+    the fourth): measured as the process's resident memory growth while a wide MLP,
+    whose weights dwarf everything else, takes SGD steps."""
+    psutil = pytest.importorskip("psutil")
+    width, depth = 1024, 8
+    cell = dict(dataset="digits", arch="mlp", depth=depth, scaling="inv", seed=0)
+    cell.update(width=width, epochs=1, batch_size=2)
+    process = psutil.Process()
+    before = process.memory_info().rss
+    model = models.build_model("mlp", (8, 8), 10, width, depth, "inv")
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    for _ in range(2):
+        optimizer.zero_grad(set_to_none=False)
+        model(torch.randn(2, 8, 8)).sum().backward()
+        optimizer.step()
+    grown = process.memory_info().rss - before
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    assert grown >= 2.5 * weights  # three copies were made (the measurement is sound)
+    alone = cost.pack_resources([cell], {"device": "cpu", "threads": 1})
+    empty = cost.pack_resources([{**cell, "width": 1, "depth": 1}], {"device": "cpu", "threads": 1})
+    asked_for_weights = (alone["mem_mb"] - empty["mem_mb"]) * 1e6
+    assert asked_for_weights >= grown
+
+
+PACK_MEMORY = Path(__file__).parents[1] / "docs/measurements/cpu/pack_memory.tsv"
+
+
+def test_pack_memory_follows_the_backend_as_measured():
+    """Real training jobs (bench/bench_pack_memory.py): the loop backend's memory stops
+    growing at two runs (the previous run is still held while the next is built), the
+    packed backend's grows with every run (five weight copies each). The host memory a
+    pack asks for covers each measured peak without asking for 2.5 times it."""
+    rows = [line.split("\t") for line in PACK_MEMORY.read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert len(rows) == 8
+    for row in rows:
+        measured = dict(zip(header, row, strict=True))
+        base = dict(dataset="digits", arch="mlp", depth=int(measured["depth"]), seed=0)
+        base.update(width=int(measured["width"]), lr=0.01, epochs=1)
+        base["batch_size"] = int(measured["batch_size"])
+        cells = [{**base, "scaling": 0.1 * (k + 1)} for k in range(int(measured["members"]))]
+        training = {"device": "cpu", "threads": 1, "pack_backend": measured["backend"]}
+        asked_mb = cost.pack_resources(cells, training)["mem_mb"] - cost.HOST_BASE_MB
+        peak_mb = float(measured["peak_growth_mb"])
+        assert peak_mb <= asked_mb <= 2.5 * peak_mb, (measured, asked_mb)

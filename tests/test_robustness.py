@@ -8,7 +8,7 @@ import sys
 
 import psutil
 import pytest
-from conftest import pack_of, tiny_config, training_jobs
+from conftest import TINY_CONFIG, pack_of, tiny_config, training_jobs
 from uninterrupted import wait_for
 
 from resdepth import grid, packs
@@ -108,3 +108,46 @@ def test_execution_only_settings_rerun_nothing(finished):
     jobs = finished.planned_jobs(result)
     assert len(training_jobs(jobs)) == len(packs.training_packs(result)[1])  # every pack
     assert jobs["expansion_run"] == len(grid.grid_runs(result))
+
+
+def test_changed_run_files_stop_every_reader_by_name_until_restored(finished, tmp_path):
+    """Issue 23: one digit of a run's test_acc edited, seven bytes cut from a λ-sweep
+    run's history.csv: both used to exit 0 with the new numbers in runs.csv, the tables,
+    the figures and the claims. Now the rules reading them fail naming each file and its
+    fix; following the fixes ends where the unchanged run ended."""
+    workflow = finished.copy_to(tmp_path)
+    config = tiny_config()
+    grid_run = next(iter(grid.grid_runs(config)))
+    sweep_run = next(r for r in grid.capacity_runs(config) if r not in grid.grid_runs(config))
+    results = {
+        name: workflow.path(f"results/{name}").read_bytes()
+        for name in ("runs.csv", "capacity/gc_vs_lambda.csv", "claims.json")
+    }
+    metrics = workflow.path(f"results/runs/{grid_run}/metrics.json")
+    edited = json.loads(metrics.read_text())
+    edited["test_acc"] = round(edited["test_acc"] + 0.01, 6)
+    metrics.unlink()  # an editor's save: a new file; the kept copy stays intact
+    metrics.write_text(json.dumps(edited, indent=2) + "\n")
+    history = workflow.path(f"results/runs/{sweep_run}/history.csv")
+    with open(history, "r+b") as file:  # cut in place (the copy above has no hard links)
+        file.truncate(history.stat().st_size - 7)
+
+    result = workflow.run("--configfile", TINY_CONFIG, "--keep-going", check=False)
+    console = result.stdout + result.stderr
+    assert result.returncode != 0
+    for changed in (metrics, history):
+        changed = changed.relative_to(workflow.root)
+        assert f"{changed} is not the file its training job wrote" in console
+        assert f"delete {changed} and rerun the workflow" in console  # the kept copy is intact
+    for name, before in results.items():  # a failed job's outputs are removed, not rewritten
+        path = workflow.path(f"results/{name}")
+        assert not path.exists() or path.read_bytes() == before, name
+
+    metrics.unlink()
+    history.unlink()
+    workflow.run("--configfile", TINY_CONFIG)
+    for run_id in (grid_run, sweep_run):
+        log = workflow.path(f"results/logs/train/{pack_of(config, run_id)}.log")
+        assert recovered_without_training(log)
+    for name, before in results.items():
+        assert workflow.path(f"results/{name}").read_bytes() == before, name

@@ -138,6 +138,7 @@ def test_each_run_is_written_metrics_last_and_kept_before_the_next_trains(
         names = ("model.pt", "history.csv", "test_correct.npy")
         expected += [("write", run_id, name) for name in names]
         expected += [("write", run_id, "metrics.json"), ("keep", f"{run_id}.finished")]
+        expected += [("write", f"{run_id}.finished", "record.json")]  # atomically, last
     assert events == expected
 
 

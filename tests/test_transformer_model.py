@@ -37,7 +37,7 @@ def test_logits_shape_and_tower_of_alternating_branches(scaling, activation):
     assert isinstance(model.head[-2], nn.LayerNorm) == pre_ln
     if scaling in ("one", "inv_sqrt", "inv", "bn", 0.2):
         expected = {"inv_sqrt": 1 / math.sqrt(6), "inv": 1 / 6, 0.2: 0.2}.get(scaling, 1.0)
-        assert torch.allclose(model.tower.scales(), torch.full((6,), expected))
+        assert torch.allclose(model.tower.scales(), torch.full((6,), expected, dtype=torch.float64))
 
 
 def test_the_head_reads_the_last_position_and_the_model_is_causal():

@@ -37,6 +37,10 @@ META_MEMBER = "cifar-10-batches-py/batches.meta"
 IMAGE_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
+#: The largest member the reader reads: an official batch is 31 MB (10,000 images). A
+#: tar header may declare any size, and gzip packs a gigabyte of zeros into a megabyte.
+MAX_MEMBER_BYTES = 64 << 20
+
 #: What to tell the user when the archive at hand is unusable.
 FIX_HINT = (
     f"delete it and download the official archive again from {URL} "
@@ -151,19 +155,35 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_member(tar, member):
-    """Unpickle one archive member into a dict with bytes keys."""
-    f = tar.extractfile(member)
-    if f is None:
+    """Unpickle one archive member (at most ``MAX_MEMBER_BYTES``) into a dict with bytes
+    keys."""
+    info = tar.getmember(member)
+    if not info.isfile():
         raise ValueError("not a regular file")
-    return _ArrayUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    if info.size > MAX_MEMBER_BYTES:
+        raise ValueError(
+            f"{info.size:,} bytes, more than the {MAX_MEMBER_BYTES:,} an official batch fits in"
+        )
+    return _ArrayUnpickler(io.BytesIO(tar.extractfile(info).read()), encoding="bytes").load()
+
+
+def _flat(values, kind):
+    """``values`` if it is a flat list of ``kind``; anything else is refused before it is
+    expanded (a pickle's shared references nest a list 10 levels deep in a kilobyte,
+    which numpy would expand to gigabytes)."""
+    if not isinstance(values, list) or not all(type(value) is kind for value in values):
+        raise ValueError(f"expected a flat list of {kind.__name__}, got {type(values).__name__}")
+    return values
 
 
 def _decode_batch(batch):
     """Return (uint8 N×3×32×32 images, int64 N labels) arrays from one unpickled batch."""
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    data = batch[b"data"]
+    if not isinstance(data, np.ndarray):
+        raise ValueError(f"data is a {type(data).__name__}, expected a numpy array")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != np.prod(IMAGE_SHAPE):
         raise ValueError(f"data is {data.dtype} {data.shape}, expected uint8 N×3072")
+    labels = np.array(_flat(batch[b"labels"], int), dtype=np.int64)
     if labels.shape != (len(data),) or labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise ValueError(f"labels do not match the {len(data)} images or lie outside 0..9")
     return data.reshape(-1, *IMAGE_SHAPE), labels
@@ -187,7 +207,8 @@ def load_archive(path, expected_md5=ARCHIVE_MD5):
             member = TEST_MEMBER
             x_test, y_test = _decode_batch(_read_member(tar, member))
             member = META_MEMBER
-            class_names = [name.decode() for name in _read_member(tar, member)[b"label_names"]]
+            names = _flat(_read_member(tar, member)[b"label_names"], bytes)
+            class_names = [name.decode() for name in names]
     except (
         tarfile.TarError,
         EOFError,

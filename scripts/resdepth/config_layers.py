@@ -11,9 +11,13 @@ Torch-free: common.smk builds the config with it before anything is planned.
   mapping merges into a mapping; anything else (a list, a number) replaces the value.
   Snakemake hands nested values over as strings; each is read back as YAML ("2" is the
   number 2, "null" is null, "inv_sqrt" stays a string).
+
+A config file is read as JSON if it is JSON (as Snakemake reads it: YAML 1.1 would read
+the JSON number ``2e-2`` as a string), else as YAML.
 """
 
 import copy
+import json
 
 import yaml
 
@@ -29,23 +33,37 @@ def merged(base, overrides):
     return result
 
 
-def typed(value):
-    """A `--config` value with every string read back as YAML."""
+def typed(value, key="--config"):
+    """A `--config` value with every string read back as YAML; text that is not YAML is
+    an error naming its key."""
     if isinstance(value, dict):
-        return {key: typed(item) for key, item in value.items()}
+        return {name: typed(item, f"{key} {name}") for name, item in value.items()}
     if isinstance(value, list):
-        return [typed(item) for item in value]
-    if isinstance(value, str):
-        return yaml.safe_load(value) if value.strip() else value
+        return [typed(item, f"{key}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, str) and value.strip():
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = str(error).splitlines()[0]
+            raise ValueError(f"{key}: {value!r} is not valid YAML ({problem})") from None
     return value
+
+
+def read_config_file(path):
+    """One config file's contents: JSON if it parses as JSON, else YAML."""
+    with open(path) as file:
+        text = file.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def layered_config(config_files, overrides):
     """The config: ``config_files`` merged in order, then the `--config` ``overrides``."""
     config = {}
     for path in config_files:
-        with open(path) as file:
-            layer = yaml.safe_load(file)
+        layer = read_config_file(path)
         if not layer:  # a mistake, not a request for the default
             raise ValueError(f"config file {path} is empty")
         config = merged(config, layer)

@@ -7,7 +7,11 @@ dropped grid value), fails before any job runs, with the key that is wrong. Torc
 the tests call ``validate`` in process.
 """
 
+import functools
 import math
+import re
+
+import yaml
 
 from resdepth import cost, grid
 
@@ -23,11 +27,81 @@ class ConfigError(ValueError):
 
 
 def validate(config, schema):
-    """The config against the JSON schema file ``schema``, then ``check``."""
+    """The config against the JSON schema file ``schema``, then ``check``. Whole numbers
+    written as floats where the schema wants an integer (``depth: [4.0]``) are made ints
+    in place first (``whole_numbers``)."""
     from snakemake.utils import validate as validate_schema
 
+    whole_numbers(config, schema_at(schema))
     validate_schema(config, schema)
     check(config)
+
+
+@functools.cache
+def schema_at(path):
+    """The schema file, parsed once per process (the tests validate hundreds of configs)."""
+    with open(path) as file:
+        return yaml.safe_load(file)
+
+
+#: How a number looks as text: what YAML 1.1 leaves a string (``1e3``, ``2e-2``).
+NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def whole_numbers(node, schema, root=None, key=""):
+    """Turn the integral floats in ``node`` where ``schema`` wants an integer into ints,
+    in place, and refuse a number written as text, naming its key.
+
+    JSON Schema counts 4.0 as an integer, so ``grid.depth: [4.0]`` passes the schema, then
+    fails in the job (``range(4.0)``) under the run id ``...-n4.0-...``; as an int it is
+    the run ``-n4-`` a user means. YAML 1.1 reads ``1e3`` (no dot) as the string "1e3".
+    """
+    root = root or schema
+    schema = resolved(schema, root)
+    types = schema_types(schema, root)
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name in schema.get("properties", {}):
+                sub_key = f"{key}.{name}" if key else name
+                node[name] = whole_numbers(value, schema["properties"][name], root, sub_key)
+    elif isinstance(node, list) and "items" in schema:
+        for index, value in enumerate(node):
+            node[index] = whole_numbers(value, schema["items"], root, f"{key}[{index}]")
+    elif (
+        isinstance(node, float)
+        and node.is_integer()
+        and types & {"integer", "number"} == {"integer"}
+    ):
+        return int(node)
+    elif isinstance(node, str) and types & {"integer", "number"} and "string" not in types:
+        if NUMBER_TEXT.fullmatch(node.strip()):
+            value = float(node)
+            number = int(value) if value.is_integer() and "number" not in types else value
+            raise ConfigError(
+                key,
+                f"{node!r} is text, not a number (YAML reads an exponent without a dot, "
+                f"like 1e3, as text): write {number!r}",
+            )
+    return node
+
+
+def resolved(schema, root):
+    """``schema`` with a local ``$ref`` (``#/$defs/depth``) followed."""
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def schema_types(schema, root):
+    """The JSON types a (resolved) schema admits, its ``anyOf`` branches included."""
+    declared = schema.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    for branch in schema.get("anyOf", []):
+        types |= schema_types(resolved(branch, root), root)
+    return types
 
 
 def check(config):
@@ -189,6 +263,13 @@ def check_claims(config):
             "claims.C1.orders",
             f"{unmeasured} not in expansion.truncation.orders, which the study measures",
         )
+    depths = len(set(config["init_norms"]["depth"]))
+    if depths < claims["C2"]["min_depths"]:
+        raise ConfigError(
+            "claims.C2.min_depths",
+            f"{claims['C2']['min_depths']} is more than the {depths} distinct init_norms.depth "
+            "values measured: C2's growth rate could never be fitted",
+        )
     too_high = [k for k in claims["C5"]["truncation_orders"] if k > expansion["max_order"]]
     if too_high:
         raise ConfigError(
@@ -200,13 +281,19 @@ def check_claims(config):
 
 def check_packed_backend(config):
     """The packed backend steps a pack as one model: one gradient norm would mix its
-    members, so it cannot clip each member's gradient as a run alone would."""
-    if config["training"].get("pack_backend") == "packed" and (config.get("capacity") or {}).get(
-        "clipped"
-    ):
+    members, so it cannot clip each member's gradient as a run alone would; and it
+    compiles nothing (``training.compile`` wraps a lone run's branches)."""
+    if config["training"].get("pack_backend") != "packed":
+        return
+    if (config.get("capacity") or {}).get("clipped"):
         raise ConfigError(
             "capacity.clipped",
             "not supported with training.pack_backend: packed (use loop, or no clipping)",
+        )
+    if config["training"].get("compile"):
+        raise ConfigError(
+            "training.compile",
+            "not supported with training.pack_backend: packed (use loop, or compile: false)",
         )
 
 

@@ -109,6 +109,18 @@ def member_gpu_bytes(cell, arch_options=None):
     )
 
 
+def pack_bytes(member_bytes, training):
+    """Memory of a pack's members together, each needing ``member_bytes`` alone.
+
+    ``pack_backend: packed`` steps every member at once: their sum. The loop backend
+    (train_job.train_pack) trains them one after another: the largest member, and, while
+    it builds the next member, the one before it, which it still holds: at most two.
+    """
+    if training.get("pack_backend", "loop") == "packed":
+        return sum(member_bytes)
+    return max(member_bytes) * min(len(member_bytes), 2)
+
+
 def _train_seconds(cell, training, arch_options):
     """Estimated seconds of one run's training and per-epoch evaluation, start-up aside:
     its FLOPs at an assumed sustained rate plus a launch overhead per branch and step."""
@@ -138,9 +150,11 @@ def pack_resources(cells, training, arch_options=None):
     Runtime: one start-up, then every member's FLOPs (training and per-epoch evaluation)
     at an assumed sustained rate plus a launch overhead per branch and step; members are
     stepped one after the other, so their times add up. Host memory: the data set once
-    (uint8 images take 1 byte per value, others fp32), four fp32 copies of every member's
-    weights (weights, gradients, momentum, the saved state) and, on CPU, one batch's
-    activations (members run one at a time), with a 50 % margin. Both grow with depth.
+    (uint8 images take 1 byte per value, others fp32) and the members' (``pack_bytes``):
+    four fp32 copies of each one's weights (weights, gradients, momentum, the saved state;
+    five with ``pack_backend: packed``) and, on CPU, a batch's activations; with a 50 %
+    margin. Both grow with depth. docs/measurements/cpu/pack_memory.tsv has what real
+    jobs used (tests/test_cost.py holds the estimate to it).
     GPU: one, when the config trains on CUDA (``device: cuda``) or asks the scheduler for
     one (``gpu: true``).
     """
@@ -150,18 +164,18 @@ def pack_resources(cells, training, arch_options=None):
     seconds = sum(_train_seconds(cell, training, options) for cell in cells)
 
     images = dataset["n_train"] + dataset["n_test"]
-    host_bytes = images * math.prod(shape) * dataset["value_bytes"]
+    members = []
+    # Weights, gradients, momentum and a spare (a save's serialisation); the packed
+    # backend also keeps each run's own model beside the packed one.
+    copies = 5 if training.get("pack_backend") == "packed" else 4
     for cell in cells:
         model = (cell["arch"], shape, dataset["num_classes"], cell["width"], cell["depth"])
-        host_bytes += 4 * 4 * parameter_count(*model, cell["scaling"], **options)
-    if not _on_gpu(training):
-        host_bytes += max(
-            cell["batch_size"]
-            * activation_bytes(
-                cell["arch"], shape, cell["width"], cell["depth"], cell["scaling"], **options
-            )
-            for cell in cells
-        )
+        member = copies * 4 * parameter_count(*model, cell["scaling"], **options)
+        if not _on_gpu(training):
+            model_shape = (cell["arch"], shape, cell["width"], cell["depth"], cell["scaling"])
+            member += cell["batch_size"] * activation_bytes(*model_shape, **options)
+        members.append(member)
+    host_bytes = images * math.prod(shape) * dataset["value_bytes"] + pack_bytes(members, training)
     return {
         "runtime": math.ceil(STARTUP_MIN + seconds / 60),
         "mem_mb": math.ceil(HOST_BASE_MB + 1.5 * host_bytes / 1e6),

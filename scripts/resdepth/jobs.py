@@ -2,6 +2,7 @@
 writing results so that a crash never leaves a half-written file behind."""
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -88,3 +89,49 @@ def load_weights(path, metrics, device="cpu"):
             f"results/checkpoints/{run_id}.finished, then rerun the workflow to train it again"
         )
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def finished_record(run_file):
+    """The record its training job wrote for a run's output ``run_file``
+    (``<results>/runs/<run_id>/<name>``): ``<results>/checkpoints/<run_id>.finished/
+    record.json``, with the sha256 of each of the run's outputs (train_job.keep)."""
+    run_file = Path(run_file)
+    return run_file.parents[2] / "checkpoints" / f"{run_file.parent.name}.finished" / "record.json"
+
+
+def verify_run_files(paths):
+    """``paths`` (a run's outputs: metrics.json, history.csv, ...), each checked against the
+    sha256 its training job recorded: a changed digit or a cut file is an error naming the
+    file and the fix, never a silently different table, figure or claim."""
+    for path in map(Path, paths):
+        run_id = path.parent.name
+        record_path = finished_record(path)
+        retrain = (
+            f"delete results/runs/{run_id} and {record_path.parent}, then rerun the "
+            "workflow to train the run again"
+        )
+        try:
+            expected = json.loads(record_path.read_text())["sha256"][path.name]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} cannot be verified: {record_path}, the record its training job "
+                f"wrote, is missing or unreadable ({type(error).__name__}: {error}); {retrain}"
+            ) from None
+        if file_sha256(path) != expected:
+            kept = record_path.parent / path.name
+            fix = (
+                f"delete {path} and rerun the workflow: its training job restores it from "
+                f"{kept}, which is intact"
+                if kept.exists() and file_sha256(kept) == expected
+                else retrain
+            )
+            raise ValueError(
+                f"{path} is not the file its training job wrote (its sha256 differs from "
+                f"the one in {record_path}); {fix}"
+            )
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

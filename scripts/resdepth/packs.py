@@ -10,7 +10,8 @@ depth to the config adds new packs and never changes an existing one; the λ swe
 unclipped runs join the grid's plain pack of their depth and seed. Members keep the
 config's order (the grid's, then the sweep's) and fill a pack up to
 ``training.packing.max_members`` runs and ``gpu_mem_gb`` of estimated GPU memory
-(``cost.member_gpu_bytes``), then start the next (``-p1``, ...).
+(``cost.member_gpu_bytes`` of each run, together as its backend holds them:
+``cost.pack_bytes``), then start the next (``-p1``, ...).
 
 Packing only changes how runs are executed: a pack's members train one after another,
 each with its own model, optimiser, seed and data stream, and end bit for bit as they would
@@ -46,15 +47,16 @@ def plan_packs(runs, config):
         by_key.setdefault(pack_key(cell), []).append(run_id)
     packs = {}
     for key, members in by_key.items():
-        chunks, used = [[]], 0.0
+        chunks, used = [[]], []  # the runs of each pack, the GPU bytes of the last one's
         for run_id in members:
             cell = runs[run_id]
             size = cost.member_gpu_bytes(cell, config["arch_options"].get(cell["arch"], {}))
-            if chunks[-1] and (len(chunks[-1]) == packing["max_members"] or used + size > budget):
+            together = cost.pack_bytes([*used, size], config["training"])
+            if chunks[-1] and (len(chunks[-1]) == packing["max_members"] or together > budget):
                 chunks.append([])
-                used = 0.0
+                used = []
             chunks[-1].append(run_id)
-            used += size
+            used.append(size)
         packs.update({f"{key}-p{i}": chunk for i, chunk in enumerate(chunks)})
     return packs
 

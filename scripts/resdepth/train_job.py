@@ -171,7 +171,7 @@ def keep(outputs, identity, kept):
     for output in map(Path, outputs):
         _link_or_copy(output, kept / output.name)
     record = {"identity": identity, "sha256": {Path(o).name: data.sha256(o) for o in outputs}}
-    (kept / "record.json").write_text(json.dumps(record, indent=2) + "\n")  # last: complete
+    jobs.write_json(record, kept / "record.json")  # last, atomically: the run is complete
 
 
 def recover(outputs, identity, kept):
@@ -181,7 +181,11 @@ def recover(outputs, identity, kept):
     record_path = kept / "record.json"
     if not record_path.exists():
         return False
-    record = json.loads(record_path.read_text())
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError:  # cut short by an older job or the disk: the run is not finished
+        log.warning("not recovering %s: its record.json is unreadable", kept)
+        return False
     if record["identity"] != json.loads(json.dumps(identity)):
         log.info("not recovering %s: computed from other inputs, settings or code", kept)
         return False

@@ -7,7 +7,12 @@ min_version("9.0")
 
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from resdepth import cifar10, config_layers, configcheck, deps, grid, packs, settings
+from resdepth import cifar10, config_layers, configcheck, deps, grid, invocation, packs
+from resdepth import settings
+
+# Before anything else: a second run in a held directory, a dropped --configfile.
+invocation.refuse_second_run(sys.argv)
+invocation.refuse_repeated_configfile(sys.argv)
 
 # The embedded default, unless --configfile names complete configs of their own: merging
 # them into the default would silently fill a user config's missing keys from it.
