@@ -1,6 +1,7 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from conftest import tiny_config
 from fake_results import write_init_norms, write_run
 from matplotlib.collections import PathCollection
 
@@ -108,6 +109,27 @@ def test_runs_without_a_completed_epoch_are_listed_in_their_panel(tmp_path):
     assert [t.get_text() for t in fig.axes[0].texts] == ["λ=1: 2/2 diverged in epoch 1"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["λ=1", "λ=1/n", "diverged (last epoch)"]
+    plt.close(fig)
+
+
+@pytest.mark.workflow
+def test_real_runs_that_diverged_in_their_first_epoch_are_listed(finished, tmp_path):
+    """The trainer writes an epoch-0 row (GC at initialisation) for every run: a run that
+    diverged in epoch 1 has that row and nothing else, and still has no curve to draw."""
+    config = tiny_config()
+    config["grid"]["lr"] = [*config["grid"]["lr"], 1000.0]  # diverges in its first step
+    workflow = finished.copy_to(tmp_path)
+    workflow.run("results/figures/training_curves.png", config=config)
+    runs = aggregate.read_runs_csv(workflow.path("results/runs.csv"))
+    exploded = runs[runs["lr"] == 1000.0]
+    assert len(exploded) == 4 and (exploded["diverged_epoch"] == 1).all()
+    paths = [workflow.path(f"results/runs/{r}/history.csv") for r in runs["run_id"]]
+    histories = plots.load_histories(paths, runs)
+    assert set(histories.loc[histories["lr"] == 1000.0, "epoch"]) == {0}  # the init row only
+    fig = plots.training_curves_figure(runs, histories)
+    notes = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
+    # One note per (depth, scaling) of the lr=1000 rows, none for the runs that trained.
+    assert notes == sorted(["λ=1: 1/1 diverged in epoch 1", "λ=1/n: 1/1 diverged in epoch 1"] * 2)
     plt.close(fig)
 
 
