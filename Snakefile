@@ -4,6 +4,7 @@
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/identity.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
@@ -34,3 +35,4 @@ rule all:
         CAPACITY_OUTPUTS,
         rules.claims.output,
         rules.paper.output,
+        rules.record_config.output,
