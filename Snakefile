@@ -5,6 +5,7 @@
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/identity.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
