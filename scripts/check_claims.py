@@ -1,4 +1,5 @@
-"""Rule `claims`: verdicts on claims C1-C5 of PAPER.md → results/claims.{json,md,html}.
+"""Rule `claims`: verdicts on claims C1-C5 of docs/science.md §3 →
+results/claims.{json,md,html}.
 
 A result file this config does not produce is simply not an input: its claim is then
 reported as not measured.

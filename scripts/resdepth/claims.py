@@ -1,4 +1,4 @@
-"""The claims check: does this run's data support claims C1-C5 of PAPER.md §3?
+"""The claims check: does this run's data support claims C1-C5 of docs/science.md §3?
 
 Each ``check_cN`` takes the result tables a claim is about (DataFrames or dicts read from
 the files of docs/file-contracts.md, ``None`` when this config does not produce them) and
@@ -37,7 +37,7 @@ NOT_MEASURED = "not measured"
 #: Every verdict a check may return; C5 uses only the last two.
 VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, MEASURED, NOT_MEASURED)
 
-#: The claims as PAPER.md §3 states them, shortened.
+#: The claims as docs/science.md §3 states them, shortened.
 STATEMENTS = {
     "C1": "Expansion: the order-K truncation error of the residual expansion scales as "
     "λ^(K+1) as λ → 0 (log-log slope K+1; 3 for the paper's order 2).",
