@@ -30,6 +30,7 @@ LOCAL = {
     "plot_capacity",
     "claims",
     "paper",
+    "record_config",
 }
 
 #: Prints {rule: local?} of the workflow as Snakemake parses it (local: a `localrules:`
