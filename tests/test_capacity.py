@@ -10,6 +10,7 @@ from conftest import TRAIN_SETTINGS
 from training import train_run
 
 from resdepth import capacity, data, grid, plots, train
+from resdepth.scalings import scaling_token
 
 SWEEP = dict(dataset="digits", arch="mlp", depth=16, width=8, lr=0.05, epochs=3, batch_size=64)
 SWEEP.update(lambda_min=1 / 16, lambda_max=1.0, lambda_count=5, scaling=["inv"], seed=[0, 1])
@@ -33,7 +34,7 @@ def test_lambdas_are_log_spaced_between_the_ends_and_named_exactly_by_run_ids():
     ratios = np.diff(np.log(lambdas))
     assert np.allclose(ratios, math.log(16) / 12, rtol=0.02)  # up to rounding to 3 digits
     for value in lambdas:
-        token = grid.scaling_token(value)
+        token = scaling_token(value)
         assert float(token.removeprefix("lam")) == value
 
 
@@ -115,7 +116,7 @@ def test_sweep_without_gc_tracking_is_rejected_by_name():
 
 def write_run(root, scaling, lam, seed, gc_by_epoch, status="ok", test_acc=0.9):
     """A run folder as the train rule writes it, with GC at the given epochs."""
-    run_id = f"digits-mlp-n16-{grid.scaling_token(scaling)}-w8-lr0.05-e3-b64-s{seed}"
+    run_id = f"digits-mlp-n16-{scaling_token(scaling)}-w8-lr0.05-e3-b64-s{seed}"
     folder = root / run_id
     folder.mkdir(parents=True)
     metrics = {"run_id": run_id, **{k: v for k, v in SWEEP.items() if k in grid.CELL_KEYS}}

@@ -8,6 +8,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgb
 
 from resdepth import aggregate, plots
+from resdepth.scalings import scaling_label, sorted_scalings
 
 
 @pytest.fixture
@@ -167,8 +168,8 @@ def test_expansion_orders_figure_draws_path_terms_per_input_norm(finished):
     orders = expansion_plots.read_table(finished.path("results/expansion/orders.csv"))
     assert orders["seed"].nunique() == 1  # the tiny run: a curve is one run's terms
     fig = expansion_plots.orders_figure(orders)
-    scalings = aggregate.sorted_scalings(orders["scaling"])
-    assert [ax.get_title() for ax in fig.axes] == [aggregate.scaling_label(s) for s in scalings]
+    scalings = sorted_scalings(orders["scaling"])
+    assert [ax.get_title() for ax in fig.axes] == [scaling_label(s) for s in scalings]
     assert "‖x₀‖" in fig.axes[0].get_ylabel()
     paths = orders[orders["decomposition"] == "path"]
     for ax, scaling in zip(fig.axes, scalings, strict=True):

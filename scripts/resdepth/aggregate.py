@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from resdepth.scalings import NAMED_SCALINGS, parse_scaling
+from resdepth.scalings import scaling_label, scaling_name, scaling_sort_key
 
 #: Keys of a run's metrics.json (docs/file-contracts.md), in the column order of runs.csv.
 RUN_COLUMNS = (
@@ -59,39 +59,6 @@ SUMMARY_COLUMNS = (
     "test_acc_std",
     "cell",
 )
-
-_LABELS = {
-    "one": "λ=1",
-    "inv_sqrt": "λ=1/√n",
-    "inv": "λ=1/n",
-    "bn": "BatchNorm",
-    "skipinit": "SkipInit",
-}
-
-
-def scaling_name(scaling):
-    """The canonical text of a scaling: its name, or a fixed λ written with ``{:g}``."""
-    scaling = parse_scaling(scaling)
-    return f"{scaling:g}" if isinstance(scaling, float) else scaling
-
-
-def scaling_label(scaling):
-    """How the paper names a scaling; used by every table and figure."""
-    scaling = parse_scaling(scaling)
-    return f"fixed λ={scaling:g}" if isinstance(scaling, float) else _LABELS[scaling]
-
-
-def scaling_sort_key(scaling):
-    """Named scalings in the order of NAMED_SCALINGS, then fixed λ ascending."""
-    scaling = parse_scaling(scaling)
-    if isinstance(scaling, float):
-        return (len(NAMED_SCALINGS), scaling)
-    return (NAMED_SCALINGS.index(scaling), 0.0)
-
-
-def sorted_scalings(scalings):
-    """The distinct scalings of ``scalings`` (canonical names) in table order."""
-    return sorted({scaling_name(s) for s in scalings}, key=scaling_sort_key)
 
 
 def sort_runs(frame):

@@ -26,7 +26,7 @@ import pandas as pd
 from resdepth import aggregate
 from resdepth.capacity import interior_maximum
 from resdepth.fits import loglog_slope, paired_interval
-from resdepth.scalings import is_fixed_lambda
+from resdepth.scalings import is_fixed_lambda, scaling_label, scaling_name, scaling_sort_key
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -107,7 +107,7 @@ def _check(claim, test, verdict, summary, measured=None):
 
 def _scaling_names(frame):
     """The canonical name of each row's scaling (a fixed λ as ``{:g}`` text)."""
-    return frame["scaling"].map(aggregate.scaling_name)
+    return frame["scaling"].map(scaling_name)
 
 
 def _missing_text(what):
@@ -389,7 +389,7 @@ def _percent(value):
 def _c3_depth_text(d):
     """One depth of C3 in words: accuracies, divergences and the gap with its interval."""
     cells = ", ".join(
-        f"{aggregate.scaling_label(s)} {_percent(r['test_acc'])}"
+        f"{scaling_label(s)} {_percent(r['test_acc'])}"
         + (f" ({r['n_diverged']}/{r['n_seeds']} diverged)" if r["n_diverged"] else "")
         for s, r in d["runs"].items()
     )
@@ -521,7 +521,7 @@ def _c5_rows(orders, truncated, keep_orders):
     paths = orders[(orders["decomposition"] == "path") & (orders["order"] >= 1)]
     keys = ["scaling", "depth", "stage"]
     paths = paths.sort_values(
-        keys, key=lambda c: c.map(aggregate.scaling_sort_key) if c.name == "scaling" else c
+        keys, key=lambda c: c.map(scaling_sort_key) if c.name == "scaling" else c
     )
     rows = []
     for (scaling, depth, stage), group in paths.groupby(keys, sort=False):
@@ -583,7 +583,7 @@ def check_c5(orders, truncated, thresholds):
             if r.get(f"accuracy_ratio_K{k}") is not None
         )
         parts.append(
-            f"{aggregate.scaling_label(r['scaling'])}: ‖P_1‖ {r['order_1']:.2g}, ‖P_2‖ "
+            f"{scaling_label(r['scaling'])}: ‖P_1‖ {r['order_1']:.2g}, ‖P_2‖ "
             f"{_format_optional(r['order_2'])}; accuracy kept {ratios}"
         )
     summary = f"trained, n={largest} (norms relative to ‖x_n − x_0‖): " + "; ".join(parts)
@@ -698,7 +698,7 @@ def _rows_table(rows):
         if value is None:
             return ""
         if key == "scaling":
-            return aggregate.scaling_label(value)
+            return scaling_label(value)
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     return header, [[text(key, row.get(key)) for key in header] for row in rows]

@@ -13,7 +13,8 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from resdepth import aggregate, plots
+from resdepth import plots
+from resdepth.scalings import scaling_label, scaling_name, sorted_scalings
 
 
 def _mean_over_seeds(frame, keys, value):
@@ -168,7 +169,7 @@ def orders_figure(orders):
     The Taylor terms λ^k T_k of the same towers stay in orders.csv: drawn beside the
     paths they doubled the panels and, away from λ = 1, coincide with them.
     """
-    scalings = aggregate.sorted_scalings(orders["scaling"])
+    scalings = sorted_scalings(orders["scaling"])
     depths = sorted(orders["depth"].unique())
     colors = _depth_colors(depths)
     fig, axes = plots.new_figure(
@@ -207,7 +208,7 @@ def orders_figure(orders):
                 bbox={"facecolor": "white", "edgecolor": "0.8"},
             )
         ax.set_yscale("log")
-        ax.set_title(aggregate.scaling_label(scaling))
+        ax.set_title(scaling_label(scaling))
         ax.set_xlabel("order k (path length)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("‖P_k‖ / ‖x₀‖  (x₀: the tower's input)")
@@ -230,7 +231,7 @@ def _accuracy_by_depth(frame, x, title_suffix, xlabel):
         return plots.no_data_figure(
             f"test accuracy vs {xlabel}", "No trained run: every run of the grid diverged."
         )
-    scalings = aggregate.sorted_scalings(frame["scaling"])
+    scalings = sorted_scalings(frame["scaling"])
     depths = sorted(frame["depth"].unique())
     fig, axes = plots.new_figure(
         ncols=len(depths), width=2 + 3.5 * len(depths), height=4.0, sharey=True
@@ -273,5 +274,5 @@ def read_table(path):
     """A results/expansion table; scalings as canonical text, even when all are fixed λ."""
     table = pd.read_csv(path, dtype={"scaling": str})
     if "scaling" in table:
-        table["scaling"] = table["scaling"].map(aggregate.scaling_name)
+        table["scaling"] = table["scaling"].map(scaling_name)
     return table

@@ -6,16 +6,10 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 import itertools
 import math
 
-from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, parse_scaling
+from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, scaling_token
 
 #: A cell's settings, in run-id order.
 CELL_KEYS = ("dataset", "arch", "depth", "scaling", "seed", "width", "lr", "epochs", "batch_size")
-
-
-def scaling_token(scaling):
-    """How a scaling is written in run ids: its name, or ``lam{λ:g}`` for a fixed λ."""
-    scaling = parse_scaling(scaling)
-    return f"lam{scaling:g}" if isinstance(scaling, float) else scaling
 
 
 def run_id(cell):

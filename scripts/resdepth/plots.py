@@ -1,7 +1,7 @@
 """Figures of the pipeline: init explosion (C2), accuracy vs depth and training curves (C3),
 GC across λ and through training (C4).
 
-Every figure names scalings with ``aggregate.scaling_label`` and colours them with
+Every figure names scalings with ``scalings.scaling_label`` and colours them with
 ``scaling_color``, so one scaling looks the same everywhere. Figures are written as
 PDF + PNG with fixed metadata, so re-rendering the same data gives identical bytes.
 """
@@ -22,7 +22,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from resdepth import aggregate
-from resdepth.scalings import NAMED_SCALINGS, is_fixed_lambda, parse_scaling
+from resdepth.scalings import (
+    NAMED_SCALINGS,
+    is_fixed_lambda,
+    parse_scaling,
+    scaling_label,
+    sorted_scalings,
+)
 
 #: Named scalings take fixed colours of seaborn's colour-blind palette (vermilion, blue,
 #: green, pink, tan: distinct from each other and from the greys of fixed λ).
@@ -48,9 +54,9 @@ def scaling_color(scaling):
 
 def hue_order_and_palette(scalings):
     """Labels in table order and a label -> colour map, for seaborn's hue."""
-    ordered = aggregate.sorted_scalings(scalings)
-    labels = [aggregate.scaling_label(s) for s in ordered]
-    return labels, {aggregate.scaling_label(s): scaling_color(s) for s in ordered}
+    ordered = sorted_scalings(scalings)
+    labels = [scaling_label(s) for s in ordered]
+    return labels, {scaling_label(s): scaling_color(s) for s in ordered}
 
 
 def scaling_handles(scalings):
@@ -157,7 +163,7 @@ def init_norms_figure(norms):
             "init_norms.csv mixes several (dataset, arch, width) settings; expected one"
         )
     hue_order, palette = hue_order_and_palette(norms["scaling"])
-    norms = norms.assign(label=norms["scaling"].map(aggregate.scaling_label))
+    norms = norms.assign(label=norms["scaling"].map(scaling_label))
     fig, axes = new_figure(ncols=2, width=10.0, height=4.0)
     full, zoom = axes[0]
     for ax in (full, zoom):
@@ -206,7 +212,7 @@ def accuracy_vs_depth_figure(runs):
         return no_data_figure(title, f"No trained run: all {len(runs)} runs diverged.")
     summary = aggregate.summarise_accuracy(runs)
     varying = aggregate.varying_settings(runs)
-    scalings = aggregate.sorted_scalings(runs["scaling"])
+    scalings = sorted_scalings(runs["scaling"])
     panels = list(summary.groupby(varying, sort=False)) if varying else [(None, summary)]
     fig, axes = new_figure(ncols=len(panels), width=3 + 4 * len(panels), height=4.0, sharey=True)
     for ax, (_, panel) in zip(axes[0], panels, strict=True):
@@ -222,7 +228,7 @@ def accuracy_vs_depth_figure(runs):
                 color=color,
                 marker="o",
                 capsize=3,
-                label=aggregate.scaling_label(scaling),
+                label=scaling_label(scaling),
             )
             diverged = panel[(panel["scaling"] == scaling) & (panel["n_diverged"] > 0)]
             ax.scatter(
@@ -302,10 +308,10 @@ def training_curves_figure(runs, histories):
     varying = aggregate.varying_settings(runs)
     groups = list(runs.groupby(varying, sort=False)) if varying else [(None, runs)]
     depths = sorted(runs["depth"].unique())
-    scalings = aggregate.sorted_scalings(runs["scaling"])
+    scalings = sorted_scalings(runs["scaling"])
     hue_order, palette = hue_order_and_palette(scalings)
     histories = histories.assign(
-        label=histories["scaling"].map(aggregate.scaling_label),
+        label=histories["scaling"].map(scaling_label),
         **{m: histories[m] * factor for m, _, _, factor in CURVE_METRICS},
     )
     nrows = len(groups) * len(CURVE_METRICS)
@@ -357,7 +363,7 @@ def list_runs_without_curve(ax, cell_runs, without_curve):
         ax.text(
             0.97,
             0.05 + 0.1 * line,
-            f"{aggregate.scaling_label(scaling)}: {len(missing)}/{n_runs} diverged in epoch 1",
+            f"{scaling_label(scaling)}: {len(missing)}/{n_runs} diverged in epoch 1",
             transform=ax.transAxes,
             ha="right",
             va="bottom",
@@ -405,11 +411,11 @@ def lambda_curve(ax, sweep, column, geometric):
     ax.fill_between(
         centre.index, low, high, color="0.2", alpha=0.2, linewidth=0, label="fixed λ: seed range"
     )
-    for scaling in aggregate.sorted_scalings(sweep["scaling"]):
+    for scaling in sorted_scalings(sweep["scaling"]):
         if isinstance(parse_scaling(scaling), float):
             continue
         runs = sweep[sweep["scaling"] == scaling]
-        color, label = scaling_color(scaling), aggregate.scaling_label(scaling)
+        color, label = scaling_color(scaling), scaling_label(scaling)
         if is_fixed_lambda(scaling):
             centre, _, _ = centre_and_range(runs, column, "lambda", geometric)
             ax.plot(centre.index, centre, color=color, marker="D", linestyle="", label=label)
@@ -472,7 +478,7 @@ def capacity_training_figure(sweep, history):
         ax.plot(curve.index, curve, color=lambda_colors(norm(lam)), marker=".")
     for scaling, runs in history[~fixed].groupby("scaling"):
         curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        label = aggregate.scaling_label(scaling)
+        label = scaling_label(scaling)
         ax.plot(curve.index, curve, color=scaling_color(scaling), linestyle="--", label=label)
     fig.colorbar(ScalarMappable(norm, lambda_colors), ax=ax, label="fixed λ")
     ax.set_yscale("log")

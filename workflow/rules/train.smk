@@ -35,6 +35,7 @@ for pack_id, members in PACKS.items():
             "../../envs/resdepth.yaml"
         threads: config["training"]["threads"]
         resources:
+            **site_resources(),  # training.site_resources: one place for all packs
             # Estimates from the members' FLOPs and memory (resdepth.cost): they grow
             # with depth and add up over a pack's members.
             mem_mb=pack_resource(pack_id, "mem_mb"),
