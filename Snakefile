@@ -4,6 +4,8 @@
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/identity.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/init_norms.smk"
@@ -35,3 +37,4 @@ rule all:
         rules.claims.output,
         rules.claims_page.output,
         rules.paper.output,
+        rules.record_config.output,

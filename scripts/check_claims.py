@@ -1,4 +1,4 @@
-"""Rule `claims`: verdicts on the claims of PAPER.md -> results/claims.{json,md}.
+"""Rule `claims`: verdicts on the claims of docs/science.md §3 -> results/claims.{json,md}.
 
 A result file this config does not produce is simply not an input: its claim is then
 reported as not measured.

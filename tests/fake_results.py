@@ -27,7 +27,7 @@ def run_id(cell):
 
 
 def branch_lambda(scaling, depth):
-    """λ of a scaling at a depth as PAPER.md defines it (SkipInit: its α at init, 0)."""
+    """λ of a scaling at a depth as docs/science.md defines it (SkipInit: its α at init, 0)."""
     if isinstance(scaling, float):
         return scaling
     named = {"one": 1.0, "bn": 1.0, "inv_sqrt": depth**-0.5, "inv": 1.0 / depth, "skipinit": 0.0}

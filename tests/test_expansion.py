@@ -140,7 +140,7 @@ def test_taylor_remainder_of_a_polynomial_tower_is_its_higher_terms(order):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_first_and_second_order_closed_forms(kind):
-    """T_1 = Σ s_i f_i(x0) and T_2 = Σ_{i<j} s_i s_j J_{f_j}(x0) f_i(x0) (PAPER.md §2)."""
+    """T_1 = Σ s_i f_i(x0) and T_2 = Σ_{i<j} s_i s_j J_{f_j}(x0) f_i(x0) (docs/science.md §2)."""
     tower, x0 = random_tower(kind, depth=5, seed=3), random_input(kind)
     s = tower.scales()
     f = [branch(x0) for branch in tower.branches]

@@ -31,6 +31,7 @@ LOCAL = {
     "claims",
     "claims_page",
     "paper",
+    "record_config",
 }
 
 #: Prints {rule: local?} of the workflow as Snakemake parses it (local: a `localrules:`

@@ -1,10 +1,14 @@
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_config
 from fake_results import write_init_norms, write_run
 from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgb
 
 from resdepth import aggregate, plots
+from resdepth.scalings import scaling_label, sorted_scalings
 
 
 @pytest.fixture
@@ -111,6 +115,27 @@ def test_runs_without_a_completed_epoch_are_listed_in_their_panel(tmp_path):
     plt.close(fig)
 
 
+@pytest.mark.workflow
+def test_real_runs_that_diverged_in_their_first_epoch_are_listed(finished, tmp_path):
+    """The trainer writes an epoch-0 row (GC at initialisation) for every run: a run that
+    diverged in epoch 1 has that row and nothing else, and still has no curve to draw."""
+    config = tiny_config()
+    config["grid"]["lr"] = [*config["grid"]["lr"], 1000.0]  # diverges in its first step
+    workflow = finished.copy_to(tmp_path)
+    workflow.run("results/figures/training_curves.png", config=config)
+    runs = aggregate.read_runs_csv(workflow.path("results/runs.csv"))
+    exploded = runs[runs["lr"] == 1000.0]
+    assert len(exploded) == 4 and (exploded["diverged_epoch"] == 1).all()
+    paths = [workflow.path(f"results/runs/{r}/history.csv") for r in runs["run_id"]]
+    histories = plots.load_histories(paths, runs)
+    assert set(histories.loc[histories["lr"] == 1000.0, "epoch"]) == {0}  # the init row only
+    fig = plots.training_curves_figure(runs, histories)
+    notes = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
+    # One note per (depth, scaling) of the lr=1000 rows, none for the runs that trained.
+    assert notes == sorted(["λ=1: 1/1 diverged in epoch 1", "λ=1/n: 1/1 diverged in epoch 1"] * 2)
+    plt.close(fig)
+
+
 def test_histories_of_unknown_runs_and_mixed_init_settings_fail(tmp_path, runs_and_histories):
     runs, history_paths = runs_and_histories
     with pytest.raises(ValueError, match="is not in runs.csv"):
@@ -124,3 +149,43 @@ def test_histories_of_unknown_runs_and_mixed_init_settings_fail(tmp_path, runs_a
 def test_power_of_ten_labels():
     assert plots.power_of_ten(50) == "10⁵⁰"
     assert plots.power_of_ten(-2.0) == "10⁻²"
+
+
+def contrast_on_white(color):
+    """WCAG contrast ratio of ``color`` against white (3:1: legible for lines)."""
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in color[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+@pytest.mark.workflow
+def test_expansion_orders_figure_draws_path_terms_per_input_norm(finished):
+    """One panel per scaling; each curve is ‖P_k‖/‖x₀‖ of the run's own table (the
+    order-0 path term is x₀), never a ratio to an exploding ‖x_n − x₀‖; every depth's
+    colour is legible on white; the legend says how the prior line is scaled."""
+    from resdepth import expansion_plots
+
+    orders = expansion_plots.read_table(finished.path("results/expansion/orders.csv"))
+    assert orders["seed"].nunique() == 1  # the tiny run: a curve is one run's terms
+    fig = expansion_plots.orders_figure(orders)
+    scalings = sorted_scalings(orders["scaling"])
+    assert [ax.get_title() for ax in fig.axes] == [scaling_label(s) for s in scalings]
+    assert "‖x₀‖" in fig.axes[0].get_ylabel()
+    paths = orders[orders["decomposition"] == "path"]
+    for ax, scaling in zip(fig.axes, scalings, strict=True):
+        expected = []
+        for _, run in paths[paths["scaling"] == scaling].groupby(["run_id", "stage"]):
+            terms = run.set_index("order")["rel_norm"]
+            expected.append((terms[terms.index >= 1] / terms[0]).to_numpy())
+        drawn = [line.get_ydata() for line in ax.lines if line.get_marker() == "o"]
+        assert len(drawn) == len(expected)
+        for curve in drawn:
+            assert any(
+                len(curve) == len(e) and np.allclose(curve, e, rtol=1e-13, atol=0) for e in expected
+            )
+    depth_colors = {line.get_color() for ax in fig.axes for line in ax.lines}
+    assert len(depth_colors) == orders["depth"].nunique()
+    assert min(contrast_on_white(to_rgb(c)) for c in depth_colors) >= 3.0
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("C(n,k)" in label and "scaled" in label for label in legend)
+    plt.close(fig)

@@ -100,3 +100,33 @@ def test_report_embeds_every_figure_and_table_with_a_caption(finished, tmp_path)
         assert record["caption"].startswith("<p>"), f"{path} has no caption"
         assert record["data_uri"].startswith("data:"), f"{path} is not embedded"
     assert "Claim C2" in results["results/figures/init_norms.png"]["caption"]
+
+
+def report_intro(html):
+    """The report's front page (workflow/report/workflow.rst, rendered)."""
+    match = re.search(
+        r'<script id="workflow-desc">\s*var workflow_desc = (".*?");\s*</script>', html, re.S
+    )
+    assert match, "no front page in the report"
+    return json.loads(match.group(1))
+
+
+def test_report_intro_names_every_verdict(finished, tmp_path):
+    report = tmp_path / "report.html"
+    finished.run("--report", str(report), config=tiny_config())
+    intro = report_intro(report.read_text())
+    for verdict in claims.VERDICTS:
+        assert f"<strong>{verdict}</strong>" in intro, verdict
+
+
+def test_report_refuses_a_config_other_than_the_one_of_its_results(finished, tmp_path):
+    """A report over the tiny run's results with config/paper.yaml would describe CIFAR-10
+    runs around digits figures: it stops before writing anything, naming what differs."""
+    recorded = json.loads(finished.path("results/config.json").read_text())
+    assert recorded["config"]["grid"] == tiny_config()["grid"]
+    report = tmp_path / "report.html"
+    result = finished.run("--configfile", "config/paper.yaml", "--report", str(report), check=False)
+    assert result.returncode != 0 and not report.exists()
+    message = result.stdout + result.stderr
+    assert "results/config.json" in message
+    assert "grid.dataset: results have ['digits'], this config has ['cifar10']" in message

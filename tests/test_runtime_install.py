@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import TINY_CONFIG, Workflow
 from runtime_only import runtime_only_env
+
+from resdepth import plan
 
 
 @pytest.fixture(scope="module")
@@ -47,4 +50,10 @@ def test_report_builds_on_the_runtime_install(finished, tmp_path):
     ids=["default", "paper", "paper-local-gpu"],
 )
 def test_readme_runs_plan_on_the_runtime_install(tmp_path, runtime_env, args):
-    Workflow(tmp_path, runtime_env).run("--dry-run", *args)
+    """Each dry run plans; one of a config with GPU jobs prints their cost first."""
+    result = Workflow(tmp_path, runtime_env).run("--dry-run", *args)
+    printed = "Plan of the GPU training jobs" in result.stderr
+    assert printed == ("config/paper.yaml" in args)
+    if printed:
+        config = yaml.safe_load((tmp_path / "config" / "paper.yaml").read_text())
+        assert plan.summary(config) in result.stderr

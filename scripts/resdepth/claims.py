@@ -1,4 +1,4 @@
-"""The claims check: does this run's data support the claims of PAPER.md §3?
+"""The claims check: does this run's data support claims C1-C5 of docs/science.md §3?
 
 Each claim is one record of CLAIMS (a ``Claim``): its statement, the figure its verdict
 rests on, what would change the verdict, the result tables its check reads (names of the
@@ -736,10 +736,10 @@ def check_c5(orders, truncated, thresholds):
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of PAPER.md §3 and how this run checks it."""
+    """One claim of docs/science.md §3 and how this run checks it."""
 
     id: str
-    statement: str  # as PAPER.md states it, shortened
+    statement: str  # as docs/science.md states it, shortened
     figure: str  # the figure the verdict rests on, relative to results/claims.{md,html}
     what_would_change: str  # in words: claims.md prints it under the test
     tables: tuple  # the names of the `claims` rule's inputs the check reads, in order

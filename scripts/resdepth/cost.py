@@ -121,16 +121,37 @@ def pack_bytes(member_bytes, training):
     return max(member_bytes) * min(len(member_bytes), 2)
 
 
-def _train_seconds(cell, training, arch_options):
-    """Estimated seconds of one run's training and per-epoch evaluation, start-up aside:
-    its FLOPs at an assumed sustained rate plus a launch overhead per branch and step."""
+def run_flops(cell, arch_options=None):
+    """FLOPs of one run's training and per-epoch evaluation on the whole test set."""
     dataset = DATASETS[cell["dataset"]]
-    shape, depth, options = dataset["input_shape"], cell["depth"], arch_options or {}
-    model = (cell["arch"], shape, dataset["num_classes"], cell["width"], depth)
-    flops = cell["epochs"] * (
+    options = arch_options or {}
+    shape, classes = dataset["input_shape"], dataset["num_classes"]
+    model = (cell["arch"], shape, classes, cell["width"], cell["depth"])
+    return cell["epochs"] * (
         dataset["n_train"] * train_flops(*model, **options)
         + dataset["n_test"] * forward_flops(*model, **options)
     )
+
+
+#: The speed our fp32 training path sustained on an H200 at width 64: 20.7 TFLOP/s at
+#: depth 100 and 25.8 at depth 1000 (the slower one is used). The expected GPU time of a
+#: run is its FLOPs at this rate; its scheduler request (``pack_resources``) assumes a
+#: slower rate and adds start-up, so that no job is killed at its time limit.
+MEASURED_GPU_FLOPS = 20.7e12
+MEASURED_GPU_SOURCE = "docs/measurements/h200/cifar_throughput.log (H200, fp32, width 64)"
+
+
+def expected_gpu_seconds(cell, arch_options=None):
+    """Seconds of one run's training and evaluation at the measured GPU speed (start-up
+    and the GC measurements, a few % at paper scale, left out)."""
+    return run_flops(cell, arch_options) / MEASURED_GPU_FLOPS
+
+
+def _train_seconds(cell, training, arch_options):
+    """Estimated seconds of one run's training and per-epoch evaluation, start-up aside:
+    its FLOPs at an assumed sustained rate plus a launch overhead per branch and step."""
+    dataset, depth = DATASETS[cell["dataset"]], cell["depth"]
+    flops = run_flops(cell, arch_options)
     speed = "gpu" if _on_gpu(training) else "cpu_thread"
     threads = 1 if _on_gpu(training) else training["threads"]
     steps = cell["epochs"] * math.ceil(dataset["n_train"] / cell["batch_size"])

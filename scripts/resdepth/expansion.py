@@ -1,4 +1,4 @@
-"""Exact residual expansion terms of a tower, at every order (PAPER.md §2, claims C1, C5).
+"""Exact residual expansion terms of a tower, at every order (docs/science.md §2, claims C1, C5).
 
 A tower computes x_l = x_{l-1} + s_l f_l(x_{l-1}). Put the per-branch scales on a common
 dial, λ_l = t·s_l, and the output becomes a function of t. Two exact decompositions:

@@ -11,6 +11,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from resdepth import plots
 from resdepth.scalings import scaling_label, scaling_name, sorted_scalings
@@ -19,12 +20,6 @@ from resdepth.scalings import scaling_label, scaling_name, sorted_scalings
 def _mean_over_seeds(frame, keys, value):
     """Mean of ``value`` per ``keys`` over seeds, ignoring NaN (undefined) entries."""
     return frame.groupby(keys, sort=True)[value].mean().reset_index()
-
-
-def _depth_colors(depths):
-    """Deeper towers darker: one shade of grey-blue per depth."""
-    shades = np.linspace(0.35, 0.9, len(depths)) if len(depths) > 1 else [0.7]
-    return {d: colormaps["Blues"](s) for d, s in zip(depths, shades, strict=True)}
 
 
 def _truncation_panel(ax, truncation, slopes, colors, title):
@@ -116,14 +111,42 @@ def truncation_figure(truncation, slopes, per_input):
     return fig
 
 
-def _prior_curve(panel, depth):
-    """The binomial prior C(n,k)λ̄^k of one depth, matched to the data at order 1.
+#: Depth colours run along plasma from dark (deepest) to this point (shallowest): every
+#: shade keeps a contrast of at least 3:1 against the white axes.
+_DEPTH_PALETTE_END = 0.6
+
+
+def _depth_colors(depths):
+    """Deeper towers darker: one plasma shade per depth, each legible on white."""
+    shades = np.linspace(_DEPTH_PALETTE_END, 0.0, len(depths)) if len(depths) > 1 else [0.0]
+    return {d: colormaps["plasma"](s) for d, s in zip(depths, shades, strict=True)}
+
+
+def terms_per_input_norm(orders):
+    """``orders`` with ``input_rel_norm`` = ‖term_k‖ / ‖x₀‖ added.
+
+    The table's ``rel_norm`` divides by ‖x_n − x₀‖, which explodes with depth for λ = 1
+    and turns every term into round-off-sized ratios; the order-0 term of either
+    decomposition is x₀ itself, so ``rel_norm_k / rel_norm_0`` measures each term in units
+    of the tower's input instead: the same for every scaling, at init and trained. NaN
+    where ‖x_n − x₀‖ = 0 (SkipInit at initialisation), as in the table.
+    """
+    keys = ["run_id", "stage", "decomposition"]
+    input_norm = orders[orders["order"] == 0].set_index(keys)["rel_norm"].rename("x0_rel_norm")
+    joined = orders.join(input_norm, on=keys)
+    return orders.assign(input_rel_norm=joined["rel_norm"] / joined["x0_rel_norm"])
+
+
+def _prior_curve(terms, depth):
+    """The binomial prior C(n,k)λ̄^k of one depth, multiplied by the constant that makes
+    it meet the data at order 1.
 
     Matched to the init curve, or to the trained one where init is undefined (SkipInit
     starts as the identity)."""
     for stage in ("init", "trained"):
-        rows = panel[(panel["depth"] == depth) & (panel["stage"] == stage)]
-        curve = _mean_over_seeds(rows, ["order"], "rel_norm").set_index("order")["rel_norm"]
+        rows = terms[(terms["depth"] == depth) & (terms["stage"] == stage)]
+        curve = _mean_over_seeds(rows, ["order"], "input_rel_norm").set_index("order")
+        curve = curve["input_rel_norm"]
         prior = _mean_over_seeds(rows, ["order"], "binomial_prior").set_index("order")
         prior = prior["binomial_prior"]
         if 1 in curve.index and math.isfinite(curve[1]) and prior.get(1, 0) > 0:
@@ -131,72 +154,73 @@ def _prior_curve(panel, depth):
     return None
 
 
+#: The legend's words for the dotted line: how it is scaled is part of what it shows.
+PRIOR_LABEL = (
+    "path counting C(n,k)·λ̄ᵏ, scaled\nto meet k=1 at init (SkipInit:\ntrained, init is undefined)"
+)
+
+
 @plots.styled
 def orders_figure(orders):
-    """Claim C5: ‖order-k term‖ / ‖x_n − x₀‖ vs k, one column per scaling, one row per
-    decomposition; colour = depth, dashed = at initialisation, solid = trained, dotted =
-    the binomial prior C(n,k)λ̄^k scaled to the order-1 point."""
+    """Claim C5: ‖P_k‖ / ‖x₀‖ vs order k, the path terms at the network's λ (they sum to
+    x_n exactly), one panel per scaling; colour = depth, dashed = at initialisation,
+    solid = trained, dotted = the binomial prior C(n,k)λ̄^k scaled to the order-1 point.
+
+    The Taylor terms λ^k T_k of the same towers stay in orders.csv: drawn beside the
+    paths they doubled the panels and, away from λ = 1, coincide with them.
+    """
     scalings = sorted_scalings(orders["scaling"])
     depths = sorted(orders["depth"].unique())
     colors = _depth_colors(depths)
-    decompositions = ("path", "taylor")
     fig, axes = plots.new_figure(
-        len(decompositions),
-        len(scalings),
-        width=2 + 3 * len(scalings),
-        height=6.5,
-        sharex=True,
-        sharey="row",
+        1, len(scalings), width=3 + 3 * len(scalings), height=4.5, sharey=True
     )
-    terms = orders[orders["order"] >= 1]
-    for row, decomposition in enumerate(decompositions):
-        for col, scaling in enumerate(scalings):
-            ax = axes[row, col]
-            panel = terms[(terms["decomposition"] == decomposition) & (terms["scaling"] == scaling)]
-            for depth in depths:
-                for stage, style in (("init", "--"), ("trained", "-")):
-                    rows = panel[(panel["depth"] == depth) & (panel["stage"] == stage)]
-                    curve = _mean_over_seeds(rows, ["order"], "rel_norm").dropna()
-                    ax.plot(
-                        curve["order"],
-                        curve["rel_norm"],
-                        linestyle=style,
-                        marker="o",
-                        markersize=3,
-                        color=colors[depth],
-                    )
-                prior = _prior_curve(panel, depth)
-                if prior is not None:
-                    ax.plot(prior.index, prior.values, linestyle=":", color=colors[depth])
-            stages = panel.groupby("depth")["stage"].agg(set)
-            untrained = [str(d) for d, s in stages.items() if "trained" not in s]
-            if untrained:  # every seed diverged: no trained weights to expand
-                ax.text(
-                    0.97,
-                    0.97,
-                    f"no trained run (diverged): n={','.join(untrained)}",
-                    transform=ax.transAxes,
-                    ha="right",
-                    va="top",
-                    fontsize="small",
-                    bbox={"facecolor": "white", "edgecolor": "0.8"},
+    paths = terms_per_input_norm(orders[orders["decomposition"] == "path"])
+    terms = paths[paths["order"] >= 1]
+    for ax, scaling in zip(axes[0], scalings, strict=True):
+        panel = terms[terms["scaling"] == scaling]
+        for depth in depths:
+            for stage, style in (("init", "--"), ("trained", "-")):
+                rows = panel[(panel["depth"] == depth) & (panel["stage"] == stage)]
+                curve = _mean_over_seeds(rows, ["order"], "input_rel_norm").dropna()
+                ax.plot(
+                    curve["order"],
+                    curve["input_rel_norm"],
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    color=colors[depth],
                 )
-            ax.set_yscale("log")
-            if row == 0:
-                ax.set_title(scaling_label(scaling))
-            if row == len(decompositions) - 1:
-                ax.set_xlabel("order k")
-            if col == 0:
-                name = "path term P_k" if decomposition == "path" else "Taylor term λᵏT_k"
-                ax.set_ylabel(f"‖{name}‖ / ‖x_n − x₀‖")
+            prior = _prior_curve(panel, depth)
+            if prior is not None:
+                ax.plot(prior.index, prior.values, linestyle=":", color=colors[depth])
+        stages = panel.groupby("depth")["stage"].agg(set)
+        untrained = [str(d) for d, s in stages.items() if "trained" not in s]
+        if untrained:  # every seed diverged: no trained weights to expand
+            ax.text(
+                0.97,
+                0.03,
+                f"no trained run (diverged): n={','.join(untrained)}",
+                transform=ax.transAxes,
+                ha="right",
+                va="bottom",
+                fontsize="small",
+                bbox={"facecolor": "white", "edgecolor": "0.8"},
+            )
+        ax.set_yscale("log")
+        ax.set_title(scaling_label(scaling))
+        ax.set_xlabel("order k (path length)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("‖P_k‖ / ‖x₀‖  (x₀: the tower's input)")
     handles = [Line2D([], [], color=colors[d], label=f"n={d}") for d in depths]
     handles += [
         Line2D([], [], color="0.3", linestyle="--", label="init"),
         Line2D([], [], color="0.3", linestyle="-", label="trained"),
-        Line2D([], [], color="0.3", linestyle=":", label="C(n,k)λ̄ᵏ (scaled)"),
+        Line2D([], [], color="0.3", linestyle=":", label=PRIOR_LABEL),
     ]
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(plots.settings_title(orders, ["dataset", "arch", "width"]))
+    title = plots.settings_title(orders, ["dataset", "arch", "width"])
+    fig.suptitle(f"{title}: size of the order-k path terms, mean over seeds")
     return fig
 
 

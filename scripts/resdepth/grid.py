@@ -14,7 +14,7 @@ CELL_KEYS = ("dataset", "arch", "depth", "scaling", "seed", "width", "lr", "epoc
 
 def run_id(cell):
     """The run's name: every cell setting, and ``-clip{g}`` for a clipped run (only the
-    λ sweep's, ``capacity.grad_clip``), so a clipped run is never the grid's."""
+    λ sweep's, ``capacity.clipped.grad_clip``), so a clipped run is never the grid's."""
     c = cell
     clip = f"-clip{c['grad_clip']:g}" if c.get("grad_clip") else ""
     return (

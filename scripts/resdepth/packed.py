@@ -35,7 +35,7 @@ class PackedRuns:
         if settings.get("compile", False):
             raise ValueError("training.compile is not supported with pack_backend: packed")
         if any(cell.get("grad_clip") for cell in cells):  # one norm would mix the runs
-            raise ValueError("capacity.grad_clip is not supported with pack_backend: packed")
+            raise ValueError("capacity.clipped is not supported with pack_backend: packed")
         epochs, batch_size, lr = (cells[0][key] for key in ("epochs", "batch_size", "lr"))
         if any((c["epochs"], c["batch_size"], c["lr"]) != (epochs, batch_size, lr) for c in cells):
             raise ValueError("a pack's runs must share epochs, batch_size and lr (packs.pack_key)")

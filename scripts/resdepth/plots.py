@@ -287,8 +287,12 @@ def training_curves_figure(runs, histories):
     its last epoch is marked with an 'x'). A run that diverged within its first epoch
     has no curve; the panel lists those runs instead, in their scaling's colour. With
     several settings varying, each combination gets its own pair of rows.
+
+    Rows without any plotted metric are dropped first: the epoch-0 row (GC at
+    initialisation) has neither, and would otherwise make such a run look drawn.
     """
-    if histories["test_acc"].isna().all():  # epoch 0 (GC at init) has no accuracy
+    histories = histories.dropna(subset=[m for m, *_ in CURVE_METRICS], how="all")
+    if histories.empty:
         title = settings_title(runs, aggregate.SETTINGS)
         reason = f"No curve: all {len(runs)} runs diverged in their first epoch."
         return no_data_figure(title, reason)

@@ -1,9 +1,9 @@
-"""Residual scalings λ (PAPER.md §1) and how they are written (run ids, tables, figures),
-kept free of torch so the DAG is planned fast."""
+"""Residual scalings λ (docs/science.md §1) and how they are written (run ids, tables,
+figures), kept free of torch so the DAG is planned fast."""
 
 import math
 
-#: Named scalings (PAPER.md §1). Any positive float is also accepted: a fixed λ.
+#: Named scalings (docs/science.md §1). Any positive float is also accepted: a fixed λ.
 NAMED_SCALINGS = ("one", "inv_sqrt", "inv", "bn", "skipinit")
 #: Named scalings that are a fixed λ, set by depth alone: a plain tower like a float λ's
 #: (bn adds normalisation, skipinit learns its λ).

@@ -1,4 +1,4 @@
-# Claims C1-C5 of PAPER.md checked on this run's results. A result file this config does
+# Claims C1-C5 of docs/science.md §3 checked on this run's results. A result file this config does
 # not produce (the λ sweep is optional) is not an input: its claim is then reported as not
 # measured. The verdicts (claims) and the page that embeds the figures (claims_page) are
 # two rules, so that redrawing a figure redraws the page and recomputes no verdict.
