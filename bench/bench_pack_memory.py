@@ -41,7 +41,10 @@ def job(root, name, pack, settings):
     runs = {grid.run_id(cell): cell for cell in pack}
     files = {
         run_id: train_job.RunFiles(
-            *(root / name / run_id / f for f in ("model.pt", "history.csv", "metrics.json"))
+            *(
+                root / name / run_id / f
+                for f in ("model.pt", "history.csv", "test_correct.npy", "metrics.json")
+            )
         )
         for run_id in runs
     }

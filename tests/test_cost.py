@@ -226,8 +226,8 @@ PACK_MEMORY = Path(__file__).parents[1] / "docs/measurements/cpu/pack_memory.tsv
 
 
 def test_pack_memory_follows_the_backend_as_measured():
-    """Real training jobs (bench/bench_pack_memory.py): the loop backend's memory stops
-    growing at two runs (the previous run is still held while the next is built), the
+    """Real training jobs (bench/bench_pack_memory.py): the loop backend's memory is one
+    run's whatever the pack's size (each run is let go before the next is built), the
     packed backend's grows with every run (five weight copies each). The host memory a
     pack asks for covers each measured peak without asking for 2.5 times it."""
     rows = [line.split("\t") for line in PACK_MEMORY.read_text().splitlines()]

@@ -80,8 +80,8 @@ def test_member_cap_and_gpu_memory_budget_split_a_pack():
     runs, plan = packs.training_packs(config)
     depth100 = [p for p in plan if p.startswith("cifar10-conv-n100-plain") and "-s0-" in p]
     assert [len(plan[p]) for p in sorted(depth100)] == [4, 4, 4, 1]
-    # Depth 1000: ~34 GB per run (cost.member_gpu_bytes). The loop backend holds at most
-    # two at a time (cost.pack_bytes): all 3 fit in 100 GB; packed holds all: 2 fit, not 3.
+    # Depth 1000: ~34 GB per run (cost.member_gpu_bytes). The loop backend holds one run
+    # at a time (cost.pack_bytes): all 3 fit in 100 GB; packed holds all: 2 fit, not 3.
     deep = [p for p in plan if p.startswith("cifar10-conv-n1000-plain") and "-s0-" in p]
     assert [len(plan[p]) for p in sorted(deep)] == [3]
     config["training"]["pack_backend"] = "packed"

@@ -113,12 +113,12 @@ def pack_bytes(member_bytes, training):
     """Memory of a pack's members together, each needing ``member_bytes`` alone.
 
     ``pack_backend: packed`` steps every member at once: their sum. The loop backend
-    (train_job.train_pack) trains them one after another: the largest member, and, while
-    it builds the next member, the one before it, which it still holds: at most two.
+    (train_job.train_pack) trains them one after another and lets each run go before it
+    builds the next: the largest member (docs/measurements/cpu/pack_memory.tsv).
     """
     if training.get("pack_backend", "loop") == "packed":
         return sum(member_bytes)
-    return max(member_bytes) * min(len(member_bytes), 2)
+    return max(member_bytes)
 
 
 def run_flops(cell, arch_options=None):

@@ -5,7 +5,8 @@ Torch-free (the Snakefile prints it while planning). Requested GPU time is what 
 training jobs ask the scheduler for (``runtime``, ``packs.pack_resources``: the numbers
 a cluster reserves); expected GPU time is the runs' FLOPs at the speed measured on a GPU
 (``cost.expected_gpu_seconds``); peak memory is the largest job's request (host) and
-estimate (GPU, ``cost.member_gpu_bytes`` summed over a pack's members).
+estimate (GPU, ``cost.member_gpu_bytes`` of a pack's members as its backend holds them,
+``cost.pack_bytes``).
 """
 
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ def gpu_training_plan(config):
         kind.requested_hours += resources["runtime"] / 60
         kind.expected_hours += sum(cost.expected_gpu_seconds(c, options) for c in cells) / 3600
         kind.peak_host_gb = max(kind.peak_host_gb, resources["mem_mb"] / 1000)
-        gpu_bytes = sum(cost.member_gpu_bytes(c, options) for c in cells)
+        member_bytes = [cost.member_gpu_bytes(c, options) for c in cells]
+        gpu_bytes = cost.pack_bytes(member_bytes, config["training"])
         kind.peak_gpu_gb = max(kind.peak_gpu_gb, gpu_bytes / 1e9)
     return [kinds[depth] for depth in sorted(kinds)]
 

@@ -94,6 +94,7 @@ def train_pack(pack_id, files, cells, data_path, settings, params, device, check
                 jobs.write_json(run_metrics, written.metrics)  # last: the run is complete
                 keep(written, identities[run_id], checkpoints / f"{run_id}.finished")
             checkpoint.discard(checkpoint_path)
+            del trainee, run  # its model and optimiser go before the next run is built
 
 
 def trainees(pack_id, cells, dataset, settings, params, device):
