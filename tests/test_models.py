@@ -61,7 +61,7 @@ def test_lambda_is_saved_with_weights():
 
 def test_unknown_arch_is_rejected():
     with pytest.raises(ValueError, match="unknown arch"):
-        models.build_model("transformer", (4,), 3, 8, 2, "one")
+        models.build_model("lstm", (4,), 3, 8, 2, "one")
 
 
 def test_explosion_at_init_for_lambda_one():

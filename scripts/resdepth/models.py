@@ -1,9 +1,10 @@
 """Residual towers  x_l = x_{l-1} + λ_l · f_l(x_{l-1})  and the full models around them.
 
 A model is ``head ∘ tower ∘ stem``. The tower only knows a list of residual branches
-and one scale λ_l per branch, so any branch of matching input/output shape (MLP or
-conv) plugs in without touching it. Analysis code (expansion terms, lesions)
-relies on exactly two attributes of a tower: ``branches`` and ``scales()``.
+and one scale λ_l per branch, so any branch of matching input/output shape (MLP, conv,
+or a transformer's attention and MLP sublayers) plugs in without touching it. Analysis
+code (expansion terms, lesions) relies on exactly two attributes of a tower: ``branches``
+and ``scales()``.
 """
 
 import math
@@ -161,15 +162,198 @@ def conv_resnet(input_shape, num_classes, width, depth, scaling, stem_stride=1, 
     return he_init_(ResNet(stem, ResidualTower(branches, scaling), head))
 
 
+class TokenEmbedding(nn.Module):
+    """Token ids (N, T) → token embedding + position embedding, (N, T, width)."""
+
+    def __init__(self, vocab_size, context, width):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, width)
+        self.positions = nn.Embedding(context, width)
+
+    def forward(self, ids):
+        if ids.dim() != 2 or ids.shape[1] > self.positions.num_embeddings:
+            raise ValueError(
+                f"expected token ids of shape (N, T) with T <= context "
+                f"{self.positions.num_embeddings}, got {tuple(ids.shape)}"
+            )
+        return self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention, its softmax pattern written out (no SDPA kernel):
+    the expansion reads and freezes the pattern, and forward-mode AD needs the plain ops.
+
+    ``forward(x, pattern)`` with a given pattern (B, heads, T, T) is the module with its
+    pattern frozen: an affine map of x (the residual expansion's frozen path terms).
+    """
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)  # queries, keys, values of every head
+        self.proj = nn.Linear(width, width)  # the heads' outputs back into the stream
+
+    def split_heads(self, z):
+        """(..., T, width) → (..., heads, T, width / heads)."""
+        return z.unflatten(-1, (self.heads, -1)).transpose(-3, -2)
+
+    def merge_heads(self, y):
+        """(..., heads, T, head width) → (..., T, width)."""
+        return y.transpose(-3, -2).flatten(-2)
+
+    def logits(self, q, k):
+        """Scaled attention logits q kᵀ / √d_head of split heads (causal mask not applied)."""
+        return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+
+    def pattern(self, q, k):
+        """softmax over the keys of the causally masked logits: (…, heads, T, T)."""
+        logits = self.logits(q, k)
+        return logits.masked_fill(~causal_mask(logits.shape[-1], q.device), -math.inf).softmax(-1)
+
+    def forward(self, x, pattern=None):
+        q, k, v = map(self.split_heads, self.qkv(x).chunk(3, dim=-1))
+        if pattern is None:
+            pattern = self.pattern(q, k)
+        return self.proj(self.merge_heads(pattern @ v))
+
+
+def causal_mask(length, device=None):
+    """(T, T) booleans, True where query i may attend to key j (j <= i)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+class LastPosition(nn.Module):
+    """(N, T, width) → (N, width): the stream at the last position, where the label is read."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+#: ``arch_options.transformer.norm``: pre-LN (a LayerNorm at the input of every branch and
+#: before the head) or none. Unset, it follows the scaling: pre-LN for ``bn``, the
+#: normalised reference, none for every other scaling.
+TRANSFORMER_NORMS = ("pre_ln", "none")
+#: ``arch_options.transformer.init``: ``fan_in`` draws every Linear weight from
+#: N(0, 1/fan_in) and the embeddings from N(0, 1); ``gpt2`` draws them from N(0, 0.02²)
+#: and the residual projections (attention output, MLP second layer) from
+#: N(0, (0.02/√(2·blocks))²) (GPT-2, nanoGPT). Biases start at zero, LayerNorms at γ=1, β=0.
+TRANSFORMER_INITS = ("fan_in", "gpt2")
+
+
+def transformer_branches(width, heads, pre_ln, activation):
+    """One block's two residual branches: [LN] causal attention, and [LN] Linear(d, 4d) →
+    activation → Linear(4d, d)."""
+    norm = [nn.LayerNorm(width)] if pre_ln else []
+    attention = nn.Sequential(*norm, CausalSelfAttention(width, heads))
+    norm = [nn.LayerNorm(width)] if pre_ln else []
+    mlp = nn.Sequential(
+        *norm,
+        nn.Linear(width, 4 * width),
+        activation_layer(activation),
+        nn.Linear(4 * width, width),
+    )
+    return [attention, mlp]
+
+
+def transformer_init_(model, init, blocks):
+    """Initialise a transformer's weights by ``init`` (TRANSFORMER_INITS)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            std = 1 / math.sqrt(m.in_features) if init == "fan_in" else 0.02
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=1.0 if init == "fan_in" else 0.02)
+    if init == "gpt2":
+        branches = model.tower.branches
+        for attention, mlp in zip(branches[::2], branches[1::2], strict=True):
+            for projection in (attention[-1].proj, mlp[-1]):
+                nn.init.normal_(projection.weight, std=0.02 / math.sqrt(2 * blocks))
+    return model
+
+
+def transformer_resnet(
+    input_shape,
+    num_classes,
+    width,
+    depth,
+    scaling,
+    vocab_size=None,
+    heads=1,
+    norm=None,
+    activation="gelu",
+    init="fan_in",
+    context=None,
+):
+    """Decoder-only transformer: token + position embedding → ``depth`` blocks, each an
+    attention and an MLP residual branch (a tower of n = 2·depth modules; the scaling's λ
+    uses n) → [final LayerNorm] → Linear head at the last position.
+
+    Contract with the data: ``input_shape = (T,)``, the sequence length, and inputs are
+    token ids (N, T) below ``vocab_size``, which the caller passes from the data set (the
+    config does not set it). ``context`` (default T) is the number of positions the
+    position embedding holds, at least T.
+
+    Scalings: one, inv_sqrt, inv and a float λ scale every branch; ``bn`` is pre-LN at
+    λ = 1, the normalised reference (the role BatchNorm plays for the MLP and conv towers);
+    ``skipinit`` is ReZero, a learned α_l per branch starting at 0.
+    """
+    key = "arch_options.transformer"
+    scaling = parse_scaling(scaling)
+    if len(input_shape) != 1:
+        raise ValueError(
+            f"transformer needs token sequences, input_shape (T,), got {tuple(input_shape)}"
+        )
+    (length,) = input_shape
+    if not (isinstance(vocab_size, int) and vocab_size >= 1):
+        raise ValueError(
+            f"transformer needs vocab_size (the data set's number of token ids), got {vocab_size!r}"
+        )
+    if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
+        raise ValueError(
+            f"{key}.heads must be a positive divisor of the width {width}, got {heads!r}"
+        )
+    if norm is None:
+        norm = "pre_ln" if scaling == "bn" else "none"
+    if norm not in TRANSFORMER_NORMS:
+        raise ValueError(f"{key}.norm must be one of {', '.join(TRANSFORMER_NORMS)}, got {norm!r}")
+    if scaling == "bn" and norm != "pre_ln":
+        raise ValueError(
+            f"scaling bn is the pre-LN transformer at λ = 1; it contradicts {key}.norm: {norm}"
+        )
+    if init not in TRANSFORMER_INITS:
+        raise ValueError(f"{key}.init must be one of {', '.join(TRANSFORMER_INITS)}, got {init!r}")
+    context = length if context is None else context
+    if not (isinstance(context, int) and context >= length):
+        raise ValueError(
+            f"{key}.context must be an integer at least the data's sequence length {length}, "
+            f"got {context!r}"
+        )
+    pre_ln = norm == "pre_ln"
+    stem = nn.Sequential(TokenEmbedding(vocab_size, context, width), AtLeastFloat32())
+    branches = [
+        branch
+        for _ in range(depth)
+        for branch in transformer_branches(width, heads, pre_ln, activation)
+    ]
+    head = nn.Sequential(
+        LastPosition(), *([nn.LayerNorm(width)] if pre_ln else []), nn.Linear(width, num_classes)
+    )
+    model = ResNet(stem, ResidualTower(branches, scaling), head)
+    return transformer_init_(model, init, depth)
+
+
 #: Builders ``f(input_shape, num_classes, width, depth, scaling, **options) -> ResNet``.
-ARCHITECTURES = {"mlp": mlp_resnet, "conv": conv_resnet}
+ARCHITECTURES = {"mlp": mlp_resnet, "conv": conv_resnet, "transformer": transformer_resnet}
 
 
 def build_model(arch, input_shape, num_classes, width, depth, scaling, **options):
     """Build a freshly initialised model; the caller seeds torch beforehand.
 
-    ``options`` are architecture-specific settings from the config: ``activation`` (both;
-    see ACTIVATIONS) and a conv stem's ``stem_stride``.
+    ``options`` are architecture-specific settings from the config: ``activation`` (all;
+    see ACTIVATIONS), a conv stem's ``stem_stride``, and the transformer's ``heads``,
+    ``norm``, ``init``, ``context`` plus ``vocab_size``, which the caller takes from the
+    data set (see ``transformer_resnet``).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
