@@ -108,3 +108,39 @@ def test_cost_of_a_deep_tower_is_computed_in_constant_memory():
         == cost.train_flops("conv", shape, 10, 64, 1) + (depth - 1) * one_branch
     )
     assert deep["mem_mb"] > resources(1000, device="cpu")["mem_mb"]
+
+
+TRANSFORMER = dict(vocab_size=12, heads=2, activation="gelu", init="fan_in", context=9)
+
+
+@pytest.mark.parametrize("scaling", ["one", "bn", "skipinit"])
+def test_transformer_flops_and_parameters_match_the_model(scaling):
+    """Every matmul of a sequence's forward and backward (q/k/v, the causal T×T logits and
+    mixing, projections, MLP, the head at the last position), and every parameter."""
+    shape = (7,)
+    model = models.build_model("transformer", shape, 5, 8, 3, scaling, **TRANSFORMER)
+    ids = torch.randint(12, (4, *shape))
+    with FlopCounterMode(display=False) as forward:
+        logits = model(ids)
+    with FlopCounterMode(display=False) as backward:
+        logits.sum().backward()
+    per_sequence_forward = forward.get_total_flops() / 4
+    per_sequence_train = per_sequence_forward + backward.get_total_flops() / 4
+    assert cost.forward_flops("transformer", shape, 5, 8, 3, **TRANSFORMER) == per_sequence_forward
+    assert cost.train_flops("transformer", shape, 5, 8, 3, **TRANSFORMER) == per_sequence_train
+    expected = sum(p.numel() for p in model.parameters())
+    assert cost.parameter_count("transformer", shape, 5, 8, 3, scaling, **TRANSFORMER) == expected
+
+
+def test_recall_sizes_come_from_the_config():
+    datasets = {"recall": dict(pairs=4, keys=8, values=6, n_train=100, n_test=10, split_seed=0)}
+    info = cost.dataset_info("recall", datasets)
+    assert info["input_shape"] == (9,) and info["num_classes"] == 6 and info["vocab_size"] == 14
+    cell = dict(dataset="recall", arch="transformer", depth=2, scaling="inv", seed=0)
+    cell.update(width=8, epochs=1, batch_size=10)
+    training = {"device": "cpu", "threads": 1}
+    small = cost.pack_resources([cell], training, TRANSFORMER, datasets)
+    bigger = {"recall": {**datasets["recall"], "n_train": 1_000_000}}
+    assert cost.pack_resources([cell], training, TRANSFORMER, bigger)["runtime"] > small["runtime"]
+    with pytest.raises(ValueError, match="datasets.recall"):
+        cost.dataset_info("recall", {})

@@ -35,6 +35,14 @@ class Prepared:
     def input_shape(self):
         return tuple(self.x_train.shape[1:])
 
+    def model_options(self, arch_options=None):
+        """The model builder's options: the config's, plus the vocabulary of token data
+        (the transformer's embedding size comes from the data, not the config)."""
+        options = dict(arch_options or {})
+        if self.vocab_size is not None:
+            options["vocab_size"] = self.vocab_size
+        return options
+
     def inputs(self, x):
         """Model inputs for a batch: floats, normalised when the data are stored raw;
         token ids unchanged."""
