@@ -32,5 +32,6 @@ rule all:
         rules.plot_training_curves.output,
         expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
         CAPACITY_OUTPUTS,
+        TRANSFORMER_OUTPUTS,
         rules.claims.output,
         rules.paper.output,

@@ -215,3 +215,182 @@ def truncation_slopes(rows, fit_max_lambda):
             }
         )
     return slopes
+
+
+#: Issue 20: the truncation study of fresh transformers (results/expansion/
+#: truncation_transformer*.csv). ``depth`` is blocks; ``modules`` = 2·depth.
+TRANSFORMER_TOWER_COLUMNS = (
+    "dataset",
+    "arch",
+    "activation",
+    "norm",
+    "width",
+    "depth",
+    "modules",
+    "seed",
+)
+TRANSFORMER_TRUNCATION_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "lambda",
+    "order",
+    "rel_error",
+    "round_off",
+)
+TRANSFORMER_SLOPE_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "order",
+    "slope",
+    "fit_lambda_min",
+    "fit_lambda_max",
+    "n_points",
+)
+
+
+def fresh_transformer(width, depth, norm, seed, length, num_classes, model_options):
+    """A fresh float64 transformer of ``depth`` blocks for the studies at init, in eval
+    mode, with the given ``norm`` and seed; scaling 1 (the studies set λ themselves)."""
+    torch.manual_seed(seed)
+    options = {**model_options, "norm": norm}
+    model = build_model("transformer", (length,), num_classes, width, depth, 1.0, **options)
+    return model.double().eval()
+
+
+@torch.no_grad()
+def transformer_truncation_rows(study, ids, num_classes, model_options):
+    """Claim C1 on fresh transformers: ‖x_n(λ) − Σ_{k≤K} λ^k T_k‖ / ‖x_0‖ over the batch of
+    token ids ``ids``, per norm, seed, λ (log-spaced, one λ shared by every module) and
+    order K of ``study`` (the config's ``transformer.truncation``).
+
+    The Taylor coefficients T_k of the smooth tower (softmax, LayerNorm, GELU/tanh) are
+    computed once per tower at unit scales; each λ then costs one forward pass. Softmax
+    attention, LayerNorm with ε > 0 and smooth activations make the tower analytic near
+    λ = 0: below its radius of convergence the error is O(λ^{K+1}). ``round_off`` is the
+    error float64 cannot resolve (ROUND_OFF_EPS epsilons of ‖x_n‖/‖x_0‖): the slope fit
+    leaves such points out.
+    """
+    orders = sorted(study["orders"])
+    modules = 2 * study["depth"]
+    eps = torch.finfo(torch.float64).eps
+    rows = []
+    for norm in study["norm"]:
+        for seed in study["seeds"]:
+            model = fresh_transformer(
+                study["width"], study["depth"], norm, seed, ids.shape[1], num_classes, model_options
+            )
+            key = {
+                "dataset": study["dataset"],
+                "arch": "transformer",
+                "activation": model_options.get("activation"),
+                "norm": norm,
+                "width": study["width"],
+                "depth": study["depth"],
+                "modules": modules,
+                "seed": seed,
+            }
+            x0 = model.stem(ids)
+            unit = torch.ones(modules, dtype=torch.float64)
+            coefficients = expansion.taylor_terms(model, x0, orders[-1], unit).terms
+            x0_norm = x0.norm()
+            for lam in lambda_grid(study):
+                output = expansion.tower_forward(model, x0, lam * unit)
+                powers = lam ** torch.arange(orders[-1] + 1, dtype=torch.float64)
+                partial_sums = (powers.view(-1, *[1] * x0.dim()) * coefficients).cumsum(0)
+                round_off = (ROUND_OFF_EPS * eps * output.norm() / x0_norm).item()
+                for order in orders:
+                    error = (output - partial_sums[order]).norm() / x0_norm
+                    rows.append(
+                        {
+                            **key,
+                            "lambda": lam,
+                            "order": order,
+                            "rel_error": error.item(),
+                            "round_off": round_off,
+                        }
+                    )
+    return rows
+
+
+def transformer_truncation_slopes(rows, fit_max_lambda):
+    """Log-log slope of ``rel_error`` vs λ per (norm, seed, order), over λ ≤
+    ``fit_max_lambda`` and errors above ``round_off``; NaN with fewer than 3 such points."""
+    groups = {}
+    for row in rows:
+        group = groups.setdefault((row["norm"], row["seed"], row["order"]), [row, []])
+        if row["lambda"] <= fit_max_lambda and row["rel_error"] > row["round_off"]:
+            group[1].append(row)
+    slopes = []
+    for first, fitted in groups.values():
+        lambdas = [r["lambda"] for r in fitted]
+        slope = loglog_slope(lambdas, [r["rel_error"] for r in fitted])
+        slopes.append(
+            {
+                **{key: first[key] for key in TRANSFORMER_TOWER_COLUMNS},
+                "order": first["order"],
+                "slope": slope if len(fitted) >= 3 else math.nan,
+                "fit_lambda_min": min(lambdas, default=math.nan),
+                "fit_lambda_max": max(lambdas, default=math.nan),
+                "n_points": len(fitted),
+            }
+        )
+    return slopes
+
+
+#: Claim C6 (results/radius_transformer.csv): per fresh tower and order K of the study.
+RADIUS_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "order",
+    "term_rel_norm",
+    "rho_ratio",
+    "rho_root",
+)
+
+
+def radius_estimates(term_norms, order):
+    """The radius of convergence of Σ_k c_k λ^k estimated from ‖c_k‖ (``term_norms``,
+    k = 0..) at ``order`` K ≥ 2: the ratio test ‖c_{K−1}‖/‖c_K‖ and the root test
+    (‖c_K‖/‖c_1‖)^(−1/(K−1)) (dividing by ‖c_1‖ takes out the terms' common scale).
+    Both converge to ρ as K grows for a series whose nearest singularity dominates; at a
+    finite K they are estimates, and their change between two orders is the drift."""
+    if order < 2:
+        raise ValueError(f"the radius estimates need an order K >= 2, got {order}")
+    last, previous, first = term_norms[order], term_norms[order - 1], term_norms[1]
+    ratio = previous / last if last > 0 else math.inf
+    root = (last / first) ** (-1 / (order - 1)) if last > 0 and first > 0 else math.inf
+    return {"rho_ratio": ratio, "rho_root": root}
+
+
+@torch.no_grad()
+def radius_rows(study, ids, num_classes, model_options):
+    """Claim C6: the radius of convergence in λ (one λ for every module) of fresh
+    transformers, per norm, depth (blocks) and seed of ``study`` (the config's
+    ``transformer.radius``), estimated at both of its orders from the Taylor terms' norms
+    over the batch of token ids ``ids``. ``term_rel_norm`` = ‖T_K‖/‖x_0‖."""
+    low, high = study["orders"]
+    rows = []
+    for norm in study["norm"]:
+        for depth in study["depth"]:
+            for seed in study["seed"]:
+                model = fresh_transformer(
+                    study["width"], depth, norm, seed, ids.shape[1], num_classes, model_options
+                )
+                x0 = model.stem(ids)
+                unit = torch.ones(2 * depth, dtype=torch.float64)
+                terms = expansion.taylor_terms(model, x0, high, unit).terms
+                norms = terms.flatten(1).norm(dim=1).tolist()
+                for order in (low, high):
+                    rows.append(
+                        {
+                            "dataset": study["dataset"],
+                            "arch": "transformer",
+                            "activation": model_options.get("activation"),
+                            "norm": norm,
+                            "width": study["width"],
+                            "depth": depth,
+                            "modules": 2 * depth,
+                            "seed": seed,
+                            "order": order,
+                            "term_rel_norm": norms[order] / norms[0],
+                            **radius_estimates(norms, order),
+                        }
+                    )
+    return rows

@@ -20,3 +20,38 @@ rule init_norms:
         arch_options=config["arch_options"].get(config["init_norms"]["arch"], {}),
     script:
         "../../scripts/init_norms.py"
+
+
+# Issue 20: the same for fresh transformers, pre-LN and norm-free, when the config has a
+# `transformer` section (its studies at init; expansion.smk has the other two).
+TRANSFORMER = config.get("transformer") or {}
+
+
+def transformer_study_data(study):
+    """The input function giving the prepared data set of a transformer study."""
+
+    def prepared(wildcards):
+        return f"results/data/{TRANSFORMER[study]['dataset']}.pt"
+
+    return prepared
+
+
+rule init_norms_transformer:
+    """Claim C2 for transformers: ‖x_n‖/‖x_0‖ and token cosine similarity vs depth."""
+    input:
+        data=transformer_study_data("init_norms"),
+        code=lib("init_norms_transformer"),
+    output:
+        "results/init_norms_transformer.csv",
+    log:
+        "results/logs/init_norms_transformer.log",
+    benchmark:
+        "results/benchmarks/init_norms_transformer.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: 1
+    params:
+        study=TRANSFORMER.get("init_norms"),
+        arch_options=config["arch_options"].get("transformer", {}),
+    script:
+        "../../scripts/init_norms_transformer.py"
