@@ -109,3 +109,21 @@ def cifar10_test_archive_md5(wildcards):
 def expansion_figure_tables(wildcards):
     """The tables an expansion figure is drawn from, by name."""
     return EXPANSION_FIGURES[wildcards.figure]
+
+
+# Issue 20: the studies of fresh transformers (config section `transformer`, optional).
+TRANSFORMER = config.get("transformer") or {}
+
+
+def transformer_study_data(study):
+    """The input function giving the prepared data set of a transformer study."""
+
+    def prepared(wildcards):
+        return f"results/data/{TRANSFORMER[study]['dataset']}.pt"
+
+    return prepared
+
+
+def transformer_figure_tables(wildcards):
+    """The tables a transformer figure is drawn from, by name."""
+    return TRANSFORMER_FIGURES[wildcards.figure]

@@ -196,11 +196,6 @@ TRANSFORMER_OUTPUTS = (
 )
 
 
-def transformer_figure_tables(wildcards):
-    """The tables a transformer figure is drawn from, by name."""
-    return TRANSFORMER_FIGURES[wildcards.figure]
-
-
 rule plot_transformer:
     """Claims C1, C2, C6 on transformers: one figure (init_norms, truncation, radius)."""
     input:

@@ -23,19 +23,7 @@ rule init_norms:
 
 
 # Issue 20: the same for fresh transformers, pre-LN and norm-free, when the config has a
-# `transformer` section (its studies at init; expansion.smk has the other two).
-TRANSFORMER = config.get("transformer") or {}
-
-
-def transformer_study_data(study):
-    """The input function giving the prepared data set of a transformer study."""
-
-    def prepared(wildcards):
-        return f"results/data/{TRANSFORMER[study]['dataset']}.pt"
-
-    return prepared
-
-
+# `transformer` section (TRANSFORMER in common.smk; expansion.smk has the other studies).
 rule init_norms_transformer:
     """Claim C2 for transformers: ‖x_n‖/‖x_0‖ and token cosine similarity vs depth."""
     input:
