@@ -1,0 +1,124 @@
+"""Transformer claims (C1T, C2T, C6, C7) on tables with known answers."""
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from resdepth import claims_transformer as ct
+
+THRESHOLDS = yaml.safe_load((REPO / "config/config.yaml").read_text())["claims"]["transformer"]
+
+
+def slopes(deviation=0.0, missing=False):
+    rows = [
+        {"norm": norm, "seed": seed, "order": k, "slope": k + 1 + (deviation if k == 3 else 0)}
+        for norm in ("pre_ln", "none")
+        for seed in (0, 1)
+        for k in range(1, 6)
+    ]
+    if missing:
+        rows[0]["slope"] = math.nan
+    return pd.DataFrame(rows)
+
+
+def test_truncation_holds_within_the_tolerance_and_fails_outside_it():
+    assert ct.check_truncation(slopes(0.09), THRESHOLDS)["verdict"] == ct.HOLDS
+    assert ct.check_truncation(slopes(0.11), THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
+    assert ct.check_truncation(slopes(missing=True), THRESHOLDS)["verdict"] == ct.NOT_MEASURED
+    assert ct.check_truncation(None, THRESHOLDS)["verdict"] == ct.NOT_MEASURED
+
+
+def init_norms(pre_ln_power=0.5, free_rate=0.1, bounded=1.2):
+    rows = []
+    for seed in (0, 1, 2):
+        for modules in (2, 8, 32, 128, 512):
+            jitter = 1 + 0.01 * seed
+            values = {
+                ("none", "one"): 10 ** (free_rate * jitter * modules),
+                # a power of n from 8 modules on only (below, the check does not fit)
+                ("pre_ln", "one"): 0.8 * jitter * max(modules, 6) ** pre_ln_power,
+            }
+            for norm in ("none", "pre_ln"):
+                values[(norm, "inv_sqrt")] = values[(norm, "inv")] = bounded * jitter
+            for (norm, scaling), rel in values.items():
+                rows.append(
+                    {
+                        "norm": norm,
+                        "scaling": scaling,
+                        "seed": seed,
+                        "modules": modules,
+                        "rel_norm": rel,
+                        "log10_rel_norm": math.log10(rel),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "changes, verdict",
+    [
+        ({}, ct.HOLDS),
+        ({"pre_ln_power": 1.0}, ct.DOES_NOT_HOLD),  # pre-LN grows like n, not √n
+        ({"free_rate": 0.01}, ct.DOES_NOT_HOLD),  # norm-free λ=1 barely grows
+        ({"bounded": 20.0}, ct.DOES_NOT_HOLD),  # 1/√n, 1/n not bounded
+    ],
+)
+def test_init_norms_verdicts(changes, verdict):
+    result = ct.check_init_norms(init_norms(**changes), THRESHOLDS)
+    assert result["verdict"] == verdict, result["summary"]
+
+
+def test_init_norms_report_the_pre_ln_power_with_its_interval():
+    measured = ct.check_init_norms(init_norms(), THRESHOLDS)["measured"]["pre_ln_exponent"]
+    assert measured["low"] < 0.5 < measured["high"] and measured["mean"] == pytest.approx(0.5)
+
+
+def radius(power):
+    rows = []
+    for norm in ("pre_ln", "none"):
+        for modules in (8, 32, 128):
+            for seed in (0, 1, 2):
+                for order, drift in ((6, 1.1), (8, 1.0)):
+                    rho = (0.8 + 0.02 * seed) * drift / modules**power
+                    rows.append(
+                        dict(norm=norm, modules=modules, seed=seed, order=order, rho_ratio=rho)
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_radius_holds_for_one_over_sqrt_n_not_for_one_over_n():
+    result = ct.check_radius(radius(0.5), THRESHOLDS)
+    assert result["verdict"] == ct.HOLDS, result["summary"]
+    assert result["measured"]["rows"][0]["relative_drift"] == pytest.approx(0.1)
+    assert ct.check_radius(radius(1.0), THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
+
+
+def truncated(order1_acc, full_acc=1.0, scaling="bn"):
+    return pd.DataFrame(
+        [
+            dict(
+                run_id="r",
+                arch="transformer",
+                scaling=scaling,
+                order=k,
+                full_test_acc=full_acc,
+                taylor_test_acc=acc,
+            )
+            for k, acc in ((0, 0.06), (1, order1_acc), (2, 0.5))
+        ]
+    )
+
+
+def test_recall_order_verdicts():
+    assert ct.check_recall_order(truncated(0.1), 2048, THRESHOLDS)["verdict"] == ct.HOLDS
+    assert ct.check_recall_order(truncated(0.9), 2048, THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
+    # 0.3 ± its binomial error straddles the threshold
+    assert ct.check_recall_order(truncated(0.3), 2048, THRESHOLDS)["verdict"] == ct.INCONCLUSIVE
+    # the premise: a λ=1 run that learned recall
+    not_trained = ct.check_recall_order(truncated(0.1, full_acc=0.5), 2048, THRESHOLDS)
+    assert not_trained["verdict"] == ct.NOT_MEASURED
+    other_scaling = ct.check_recall_order(truncated(0.9, scaling="inv"), 2048, THRESHOLDS)
+    assert other_scaling["verdict"] == ct.NOT_MEASURED
