@@ -3,52 +3,65 @@
 A tower computes x_l = x_{l-1} + s_l f_l(x_{l-1}). Put the per-branch scales on a common
 dial, λ_l = t·s_l, and the output becomes a function of t. Two exact decompositions:
 
-- Taylor terms (``taylor_terms``): the coefficients of t^k at t = 0. At t = 0 every module
-  sees x0, so with the ReLU masks taken at x0 the tower is a polynomial of degree n in t.
-  Its coefficient of t^k, evaluated at t = 1, is Σ_{i1<…<ik} s_{ik}…s_{i1} J_{ik}…J_{i2}
-  f_{i1}(x0): with one shared λ (all s_l = λ) it is the paper's λ^k T_k. For skipinit each
-  module's learned α_l is its s_l.
-- Path terms (``path_terms``): freeze each ReLU mask at the value it takes on the real
-  forward pass. Every module is then an affine map f̂_l(x) = A_l x + b_l, the output is a
-  polynomial in t again, and its coefficient of t^k (at t = 1) is P_k: the sum of the
-  C(n, k) paths through exactly k modules (Veit et al.'s unraveled view). Σ_k P_k is the
-  real output. A path enters through its first module with that module's bias
-  (s_{i1} f̂_{i1}(x0)) and crosses the later ones through their linear parts only.
+- Taylor terms (``taylor_terms``): the coefficients of t^k at t = 0, evaluated at t = 1:
+  Σ_{i1<…<ik} s_{ik}…s_{i1} J_{ik}…J_{i2} f_{i1}(x0) for affine-and-ReLU towers; with one
+  shared λ (all s_l = λ) the paper's λ^k T_k. For skipinit each module's learned α_l is
+  its s_l. At t = 0 every module sees x0; ReLU masks are taken there (the tower is then a
+  polynomial of degree n in t). Smooth layers (Tanh, GELU, LayerNorm, softmax attention)
+  make the tower analytic in t, and their terms are exact at every order too.
+- Path terms (``path_terms``): freeze every nonlinearity of each module at its value on
+  the real forward pass. Every module is then an affine map f̂_l(x) = A_l x + b_l, the
+  output a polynomial in t again, and its coefficient of t^k (at t = 1) is P_k: the sum of
+  the C(n, k) paths through exactly k modules (Veit et al.'s unraveled view; for an
+  attention-only transformer, Elhage et al.'s direct path, heads and virtual heads).
+  Σ_k P_k is the real output. A path enters through its first module with that module's
+  offset (s_{i1} f̂_{i1}(x0)) and crosses the later ones through their linear parts only.
+  What is frozen (``FREEZE_POLICIES``): ReLU masks, LayerNorm's 1/σ (LayerNorm is
+  homogeneous of degree 0, so this is its exact affine freeze) and attention patterns
+  (the QK circuit frozen, the OV circuit linear) always; tanh and GELU only under
+  ``freeze="secant"``, at their secant gate σ(h)/h (GELU: Φ(h)), a convention, as a
+  smooth activation has no canonical mask. ``composition_terms`` is Taylor minus path at
+  the same scales: the part of each order that lives in the moving nonlinearities (for a
+  transformer, the patterns' Q/K composition).
 
-Both propagate the polynomial's coefficient tensors through the tower. Through an affine
-layer only the order-0 coefficient carries the bias (the constant term of an affine
-function of a polynomial); through a ReLU with a frozen mask each coefficient is
-multiplied by the mask. The coefficients travel stacked on the batch dimension, so each
-module runs once per layer on O(K) times the batch: O(n·K) work for a tower of n modules,
-never the 2^n of enumerating paths, and O(K) memory independent of n.
-
-Smooth branches (Tanh, GELU: ``models.ACTIVATIONS``) have Taylor terms too, the smooth
-control of claim C1: the tower is then analytic in t, and the same propagation of
-coefficients carries them through each activation σ exactly by Faà di Bruno's formula,
-σ(h_0 + u) = Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, the elementwise
-derivatives σ^(m) by nested forward-mode autodiff (``torch.func.jvp``). A ReLU is the
-case σ' = its mask at h_0, σ'' = 0. Smooth branches have no masks, hence no path terms:
-``path_terms`` and the mask functions refuse them.
+Both propagate the coefficient tensors of a polynomial (series) in t through the tower,
+stacked on a leading slot dim: ``coeffs[1:] += s · branch(coeffs[:-1])`` as a series. Each
+layer maps its input's slots to its output's (``_layer_on_slots``): an affine layer applies
+its linear part to every slot and its offset to slot 0 only (the constant term); a
+nonlinear layer either computes the series of its output exactly by truncated power
+series arithmetic (``resdepth.series``: products, exp, division, powers; Taylor), or
+multiplies by its frozen factor (paths). This is one mechanism for every smooth layer: no
+nested autodiff, O(K²) elementwise and bilinear work per layer for order K, so O(n·K²)
+for n modules, never the C(n, k) of enumerating paths, and O(K) memory independent of n.
 
 Branches must be ``nn.Sequential`` (nested allowed) of Linear, Conv1d/2d/3d, BatchNorm,
-ReLU, Tanh and GELU layers. BatchNorm is used in eval mode only: there it is a fixed
-per-channel affine map of each sample; in training mode it normalises with batch
-statistics, is not a function of one sample, and has no per-sample expansion.
+LayerNorm (last dim), ReLU, Tanh, GELU (exact) and ``models.CausalSelfAttention``.
+BatchNorm is used in eval mode only: there it is a fixed per-channel affine map of each
+sample; in training mode it normalises with batch statistics, is not a function of one
+sample, and has no per-sample expansion.
 """
 
 import itertools
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resdepth.models import ResidualTower
+from resdepth import series
+from resdepth.models import CausalSelfAttention, ResidualTower, causal_mask
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_AFFINE = (nn.Linear, *_CONVS, *_BATCHNORMS)
 _SMOOTH = (nn.Tanh, nn.GELU)
+_ACTIVATIONS = (nn.ReLU, *_SMOOTH)
+
+#: What ``path_terms`` freezes besides LayerNorm scales and attention patterns: ``masks``
+#: (ReLU masks; towers with smooth activations are refused) or ``secant`` (every
+#: activation σ at its secant gate σ(h)/h on the real pre-activation h: a ReLU's mask,
+#: GELU's Φ(h), tanh(h)/h; a convention for the smooth ones).
+FREEZE_POLICIES = ("masks", "secant")
 
 
 class Expansion(NamedTuple):
@@ -79,28 +92,47 @@ def branch_layers(branch):
             "BatchNorm must be in eval mode with running statistics (call model.eval()): "
             "in training mode it is not a per-sample function and has no expansion"
         )
-    if not isinstance(branch, (nn.ReLU, *_SMOOTH, nn.Linear, *_CONVS, *_BATCHNORMS)):
+    if isinstance(branch, nn.GELU) and branch.approximate != "none":
+        raise ValueError("GELU must be the exact (erf) one, approximate='none'")
+    if isinstance(branch, nn.LayerNorm) and len(branch.normalized_shape) != 1:
+        raise ValueError("LayerNorm must normalise the last dim only")
+    if not isinstance(branch, (*_AFFINE, *_ACTIVATIONS, nn.LayerNorm, CausalSelfAttention)):
         raise TypeError(
             f"unsupported layer {type(branch).__name__} in a residual branch: expected "
-            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval), ReLU, Tanh and GELU"
+            "Sequential of Linear, Conv1d/2d/3d, BatchNorm (eval), LayerNorm, ReLU, Tanh, "
+            "GELU and CausalSelfAttention"
         )
     return [branch]
 
 
+def _tower_layers(model):
+    return [layer for b in tower_of(model).branches for layer in branch_layers(b)]
+
+
 def is_piecewise_linear(model):
-    """True if every nonlinearity of the tower's branches is a ReLU (masks exist)."""
-    tower = tower_of(model)
-    layers = [layer for b in tower.branches for layer in branch_layers(b)]
-    return not any(isinstance(layer, _SMOOTH) for layer in layers)
+    """True if the tower's branches are affine layers and ReLUs only: then ReLU masks are
+    its only nonlinearity, and where none changes the Taylor and path terms coincide."""
+    return all(isinstance(layer, (*_AFFINE, nn.ReLU)) for layer in _tower_layers(model))
 
 
 def _require_masks(model, what):
-    """Refuse smooth branches where the method needs ReLU masks."""
+    """Refuse towers whose nonlinearities are not all ReLU masks."""
     if not is_piecewise_linear(model):
         raise ValueError(
-            f"{what} needs ReLU branches (masks that freeze each module into an affine "
-            "map); this tower has smooth activations (Tanh/GELU), which have no masks. "
-            "Its Taylor terms (taylor_terms) are exact."
+            f"{what} needs ReLU branches of affine layers (masks that freeze each module "
+            "into an affine map); this tower has smooth layers (Tanh/GELU/LayerNorm/"
+            "attention). Its Taylor terms (taylor_terms) are exact."
+        )
+
+
+def _check_freeze(model, freeze):
+    if freeze not in FREEZE_POLICIES:
+        raise ValueError(f"freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
+    if freeze == "masks" and any(isinstance(layer, _SMOOTH) for layer in _tower_layers(model)):
+        raise ValueError(
+            "path terms with freeze='masks' need ReLU branches: this tower has Tanh/GELU "
+            "activations, which have no masks. Pass freeze='secant' to freeze them at "
+            "their secant gates σ(h)/h (a convention), or use taylor_terms (exact)."
         )
 
 
@@ -120,6 +152,8 @@ def _linear_part(layer, h):
 
 def _offset(layer, ndim):
     """layer(0) of an affine layer, shaped to broadcast over a batch of ``ndim`` dims."""
+    if isinstance(layer, nn.Linear):
+        return layer.bias  # features last
     if isinstance(layer, _BATCHNORMS):
         offset = -layer.running_mean * _batchnorm_scale(layer)
         if layer.bias is not None:
@@ -128,57 +162,87 @@ def _offset(layer, ndim):
         return None
     else:
         offset = layer.bias
-    return offset.view(-1, *[1] * (ndim - 2))  # channels first; Linear: ndim == 2
+    return offset.view(-1, *[1] * (ndim - 2))  # channels first
 
 
-def _branch_on_slots(layers, slots, masks_from_sum):
-    """One branch applied to the coefficients of a polynomial, stacked as (S, B, *features).
-
-    Slot 0 is the constant term: only it receives the affine layers' offsets. Each ReLU
-    multiplies every slot by one mask: that of the constant term's pre-activation (Taylor,
-    λ = 0) or that of the sum of all slots, the real pre-activation (paths).
-    """
-    n_slots, batch = slots.shape[:2]
-    h = slots
-    for layer in layers:
-        if isinstance(layer, nn.ReLU):
-            h = h * ((h.sum(0) if masks_from_sum else h[0]) > 0)
-            continue
-        if isinstance(layer, _SMOOTH):  # Taylor only: path_terms refuses smooth branches
-            h = _activation_on_series(layer, h)
-            continue
-        h = _linear_part(layer, h.flatten(0, 1)).unflatten(0, (n_slots, batch))
-        offset = _offset(layer, h.dim() - 1)
-        if offset is not None:
-            h[0] += offset
-    return h
-
-
-def _activation_on_series(activation, h):
-    """The coefficients of σ(Σ_j h_j t^j) up to the order of ``h`` (slots, stacked):
-    Σ_m σ^(m)(h_0) u^m / m! with u = Σ_{j≥1} h_j t^j, whose m-th power starts at t^m.
-    σ^(m) by m nested jvps of the elementwise σ (tangent 1: its Jacobian is diagonal)."""
-    u = h.clone()
-    u[0] = 0
-    power = torch.zeros_like(h)
-    power[0] = 1  # u^0
-    out = torch.zeros_like(h)
-    derivative = activation
-    for m in range(len(h)):
-        out += derivative(h[0]) * power / math.factorial(m)
-        power = _series_product(power, u)
-        derivative = _derivative(derivative)
+def _affine_on_slots(layer, h):
+    """An affine layer on slots (S, B, …): its linear part on every slot, its offset on
+    slot 0 (the constant term of the series; the entry point of a path)."""
+    out = _linear_part(layer, h.flatten(0, 1)).unflatten(0, h.shape[:2])
+    offset = _offset(layer, out.dim() - 1)
+    if offset is not None:
+        out[0] += offset
     return out
 
 
-def _series_product(a, b):
-    """Cauchy product of two truncated power series (coefficients stacked on dim 0)."""
-    return torch.stack([sum(a[i] * b[k - i] for i in range(k + 1)) for k in range(len(a))])
+def _secant_gate(activation, h):
+    """σ(h)/h of an activation with σ(0) = 0 (at h = 0 its limit): the factor that makes it
+    linear through the origin and exact at h. ReLU: its mask; GELU: Φ(h)."""
+    if isinstance(activation, nn.ReLU):
+        return (h > 0).to(h.dtype)
+    if isinstance(activation, nn.GELU):
+        return torch.special.ndtr(h)
+    return torch.where(h == 0, 1.0, torch.tanh(h) / h)
 
 
-def _derivative(f):
-    """x ↦ f'(x) for an elementwise f, by forward mode."""
-    return lambda x: torch.func.jvp(f, (x,), (torch.ones_like(x),))[1]
+def _layer_norm_on_slots(norm, h, frozen):
+    if not frozen:
+        return series.layer_norm(h, norm.weight, norm.bias, norm.eps)
+    y = _layer_norm_linear_part(norm, h, _layer_norm_std(norm, h.sum(0)))
+    if norm.bias is not None:
+        y[0] += norm.bias
+    return y
+
+
+def _layer_norm_std(norm, x):
+    """LayerNorm's σ = √(var + ε) of x, the factor frozen for paths."""
+    return torch.sqrt(x.var(-1, correction=0, keepdim=True) + norm.eps)
+
+
+def _layer_norm_linear_part(norm, v, std):
+    """γ ⊙ (v − mean v) / σ: LayerNorm with σ frozen, without its offset β."""
+    v = (v - v.mean(-1, keepdim=True)) / std
+    return v if norm.weight is None else v * norm.weight
+
+
+def _attention_on_slots(attention, h, frozen):
+    """softmax(q kᵀ/√d + causal mask) v, then the output projection. Taylor: the logits
+    are a Cauchy product of q's and k's series, the pattern their softmax series. Paths:
+    the pattern of the real input (the slots' sum), a constant series."""
+    q, k, v = map(attention.split_heads, _affine_on_slots(attention.qkv, h).chunk(3, dim=-1))
+    if frozen:
+        pattern = attention.pattern(q.sum(0), k.sum(0))[None]
+    else:
+        logits = series.product(q, k, attention.logits)
+        pattern = series.softmax(logits, -1, mask=causal_mask(h.shape[-2], h.device))
+    mixed = series.product(pattern, v, torch.matmul)
+    return _affine_on_slots(attention.proj, attention.merge_heads(mixed))
+
+
+def _layer_on_slots(layer, h, frozen):
+    """One layer on slots (S, B, …). Taylor (``frozen`` False): the slots are the
+    coefficients of a series in t and come out as the output's. Paths: the slots are
+    terms summing to the real input, every nonlinear factor is frozen at its value on that
+    sum (the real forward pass), and each slot goes through the resulting affine map's
+    linear part (slot 0 also takes its offset)."""
+    if isinstance(layer, _AFFINE):
+        return _affine_on_slots(layer, h)
+    if isinstance(layer, nn.LayerNorm):
+        return _layer_norm_on_slots(layer, h, frozen)
+    if isinstance(layer, CausalSelfAttention):
+        return _attention_on_slots(layer, h, frozen)
+    if frozen:
+        return h * _secant_gate(layer, h.sum(0))
+    if isinstance(layer, nn.ReLU):
+        return h * (h[0] > 0)  # the mask at t = 0 (x0): the tower's polynomial there
+    return series.tanh(h) if isinstance(layer, nn.Tanh) else series.gelu(h)
+
+
+def _branch_on_slots(layers, slots, frozen):
+    """One branch applied to slots stacked as (S, B, *features) (see ``_layer_on_slots``)."""
+    for layer in layers:
+        slots = _layer_on_slots(layer, slots, frozen)
+    return slots
 
 
 def _tower_and_scales(model, scales):
@@ -217,9 +281,9 @@ def taylor_terms(model, x0, order, scales=None):
     s_l = ``scales`` (default: the tower's own per-branch λ_l, α_l for skipinit). With one
     shared λ this is λ^k T_k: terms[0] = x0, terms[1] = λ Σ f_i(x0), terms[2] = λ² Σ_{i<j}
     J_{f_j}(x0) f_i(x0). ``remainder`` = x_n − Σ_{k≤K} terms[k] at those scales.
-    Cost: K + 1 branch applications per module (K coefficients, stacked, plus the forward
-    pass for x_n), so O(n·K) for n modules; memory O(K) activations. No gradients.
-    Smooth activations add O(K³) elementwise work per activation (``_activation_on_series``).
+    Cost: each module's affine layers run once on K slots, its nonlinear layers do
+    O(K²) series work (products, exp, division, powers), plus the forward pass for x_n:
+    O(n·K²) for n modules; memory O(K) activations. No gradients.
     """
     _check_order(order)
     tower, layers, scales = _tower_and_scales(model, scales)
@@ -227,36 +291,90 @@ def taylor_terms(model, x0, order, scales=None):
     coeffs[0] = x0
     if order > 0:
         for module_layers, s in zip(layers, scales, strict=True):
-            # t·s·f(Σ_k t^k c_k) (ReLU masks at x0): the output's t^k needs f's t^(k-1) term.
-            out = _branch_on_slots(module_layers, coeffs[:-1], masks_from_sum=False)
+            # t·s·f(Σ_k t^k c_k): the output's t^k needs f's t^(k-1) coefficient.
+            out = _branch_on_slots(module_layers, coeffs[:-1], frozen=False)
             coeffs[1:].add_(out, alpha=s)
     output = tower_forward(tower, x0, scales)
     return Expansion(coeffs, output - coeffs.sum(0), output)
 
 
 @torch.no_grad()
-def path_terms(model, x0, max_order, scales=None):
-    """Path terms P_0..P_K of the tower output at its actual scales, masks frozen on the
-    real forward pass; ``remainder`` is the tail P_{>K}, propagated, not a difference.
+def path_terms(model, x0, max_order, scales=None, freeze="masks"):
+    """Path terms P_0..P_K of the tower output at its actual scales, every nonlinearity
+    frozen on the real forward pass (``freeze``: see ``FREEZE_POLICIES``); ``remainder``
+    is the tail P_{>K}, propagated, not a difference.
 
-    The real pre-activations are the sums of the terms' pre-activations, so the masks come
+    The real inputs of the layers are the sums of the terms', so the frozen factors come
     from those sums (identical to the forward pass's up to round-off) and ``output`` =
-    Σ_k P_k + tail. Cost: K + 2 branch applications per module (P_0..P_K and the tail,
-    stacked in one batch; the forward pass is their sum), so O(n·K) for n modules, memory
-    O(K) activations. No gradients.
+    Σ_k P_k + tail. Cost: K + 2 slots (P_0..P_K and the tail, stacked in one batch; the
+    forward pass is their sum) through each module's affine maps, O(n·K) for n modules,
+    memory O(K) activations. No gradients.
     """
     _check_order(max_order)
-    _require_masks(model, "path_terms")
+    _check_freeze(model, freeze)
     _, layers, scales = _tower_and_scales(model, scales)
     terms = x0.new_zeros((max_order + 2, *x0.shape))  # P_0 .. P_K, tail
     terms[0] = x0
     for module_layers, s in zip(layers, scales, strict=True):
-        out = _branch_on_slots(module_layers, terms, masks_from_sum=True)
+        out = _branch_on_slots(module_layers, terms, frozen=True)
         # A path of order k-1 through this module becomes one of order k; the tail gets
         # P_K's and its own.
         terms[1:-1].add_(out[:-2], alpha=s)
         terms[-1].add_(out[-2] + out[-1], alpha=s)
     return Expansion(terms[:-1], terms[-1], terms.sum(0))
+
+
+def composition_terms(model, x0, order, scales=None, freeze="masks"):
+    """D_k = Taylor term − path term of order k at the same scales, k = 0..``order``:
+    the part of each order that the frozen paths miss because it lives in the motion of
+    the nonlinearities (ReLU masks flipping; in a transformer, attention patterns moved
+    by earlier modules, i.e. Q/K composition, LayerNorm scales and gates). D_0 = 0;
+    D_k = 0 for every k where nothing can move (affine towers, uniform fixed patterns)."""
+    taylor = taylor_terms(model, x0, order, scales).terms
+    return taylor - path_terms(model, x0, order, scales, freeze).terms
+
+
+class RadiusEstimate(NamedTuple):
+    """Estimates of the radius of convergence ρ in t of Σ_k c_k t^k from its terms."""
+
+    order: int  # K, the highest order used
+    ratio: torch.Tensor  # ‖c_{K−1}‖ / ‖c_K‖ (ratio test)
+    root: torch.Tensor  # (‖c_K‖ / ‖c_1‖)^(−1/(K−1)) (root test)
+    ratio_drift: torch.Tensor  # ratio(K) / ratio(K − 2) − 1: how far it still moves
+    root_drift: torch.Tensor  # root(K) / root(K − 2) − 1
+
+
+def radius_estimates(terms, per_input=False):
+    """Ratio and root test estimates of the radius of convergence of the λ-series, at the
+    highest order K of ``terms`` (Taylor terms, K + 1 of them, K ≥ 4) and their drift from
+    order K − 2 (how far from converged the estimate still is).
+
+    ρ is in units of t, the common factor on the scales the terms were computed at
+    (λ_l = t·s_l): the series converges at t = 1, the actual model, iff ρ > 1. With one
+    shared λ, ρ·λ is the radius in λ itself. Norm: the Euclidean norm of each term over
+    the whole batch (every input, position and feature), i.e. the radius of the batch's
+    output as one vector, which is the smallest radius among its inputs; ``per_input``
+    gives one estimate per input (norms over each input's features, shape (B,)) instead.
+    Terms that vanish give inf or nan (e.g. skipinit at init, where every α_l = 0).
+    """
+    order = len(terms) - 1
+    if order < 4:
+        raise ValueError(f"radius estimates need terms up to order >= 4, got {order}")
+    norms = terms.flatten(2).norm(dim=2) if per_input else terms.flatten(1).norm(dim=1)
+
+    def ratio(k):
+        return norms[k - 1] / norms[k]
+
+    def root(k):
+        return (norms[k] / norms[1]) ** (-1 / (k - 1))
+
+    return RadiusEstimate(
+        order,
+        ratio(order),
+        root(order),
+        ratio(order) / ratio(order - 2) - 1,
+        root(order) / root(order - 2) - 1,
+    )
 
 
 @torch.no_grad()
@@ -275,10 +393,11 @@ def mask_changes_per_input(model, x0, scales=None):
     x = x0
     for module_layers, branch, s in zip(layers, tower.branches, scales, strict=True):
         for real, at_zero in zip(
-            _relu_masks(module_layers, x), _relu_masks(module_layers, x0), strict=True
+            _frozen_factors(module_layers, x), _frozen_factors(module_layers, x0), strict=True
         ):
-            changed += (real != at_zero).flatten(1).sum(1)
-            units += real[0].numel()
+            if real is not None:  # a ReLU's mask
+                changed += (real != at_zero).flatten(1).sum(1)
+                units += real[0].numel()
         x = x + s * branch(x)
     return changed, units
 
@@ -292,26 +411,28 @@ def mask_change_fraction(model, x0, scales=None):
 
 
 @torch.no_grad()
-def path_terms_by_enumeration(model, x0, scales=None):
+def path_terms_by_enumeration(model, x0, scales=None, freeze="masks"):
     """Reference for tests and benchmarks: every P_k (k = 0..n) by summing the 2^n paths
     one by one, O(n·2^n) branch applications. A path through i1 < … < ik contributes
-    s_{ik} A_{ik} … s_{i2} A_{i2} s_{i1} f̂_{i1}(x0), where f̂_l is module l with its ReLU
-    masks frozen on the real forward pass and A_l v = f̂_l(v) − f̂_l(0) its linear part.
+    s_{ik} A_{ik} … s_{i2} A_{i2} s_{i1} f̂_{i1}(x0), where f̂_l is module l with its
+    nonlinearities frozen on the real forward pass and A_l v = f̂_l(v) − f̂_l(0) its linear
+    part. The frozen modules are built from the layers themselves (``_frozen_branch``),
+    not from the slot propagation that ``path_terms`` uses.
     """
-    _require_masks(model, "path_terms_by_enumeration")
+    _check_freeze(model, freeze)
     tower, layers, scales = _tower_and_scales(model, scales)
     n = len(layers)
-    masks, x = [], x0
+    factors, x = [], x0
     for module_layers, branch, s in zip(layers, tower.branches, scales, strict=True):
-        masks.append(_relu_masks(module_layers, x))
+        factors.append(_frozen_factors(module_layers, x))
         x = x + s * branch(x)
-    offsets = [_frozen_branch(layers[i], masks[i], torch.zeros_like(x0)) for i in range(n)]
+    offsets = [_frozen_branch(layers[i], factors[i], torch.zeros_like(x0)) for i in range(n)]
     terms = x0.new_zeros((n + 1, *x0.shape))
     for k in range(n + 1):
         for path in itertools.combinations(range(n), k):
             v = x0
             for position, i in enumerate(path):
-                v = _frozen_branch(layers[i], masks[i], v)
+                v = _frozen_branch(layers[i], factors[i], v)
                 if position > 0:
                     v = v - offsets[i]
                 v = scales[i] * v
@@ -319,19 +440,35 @@ def path_terms_by_enumeration(model, x0, scales=None):
     return terms
 
 
-def _relu_masks(layers, x):
-    """The ReLU masks (pre-activation > 0) of one branch on input x, in forward order."""
-    masks = []
+def _frozen_factors(layers, x):
+    """The nonlinear factors of one branch on input x, per layer in forward order: an
+    activation's secant gate σ(h)/h (a ReLU's mask), LayerNorm's σ, an attention
+    pattern; None for affine layers."""
+    factors = []
     for layer in layers:
-        if isinstance(layer, nn.ReLU):
-            masks.append((x > 0).to(x.dtype))
+        if isinstance(layer, _ACTIVATIONS):
+            factors.append(_secant_gate(layer, x))
+        elif isinstance(layer, nn.LayerNorm):
+            factors.append(_layer_norm_std(layer, x))
+        elif isinstance(layer, CausalSelfAttention):
+            q, k, _ = map(layer.split_heads, layer.qkv(x).chunk(3, dim=-1))
+            factors.append(layer.pattern(q, k))
+        else:
+            factors.append(None)
         x = layer(x)
-    return masks
+    return factors
 
 
-def _frozen_branch(layers, masks, v):
-    """One branch with its ReLUs replaced by the given fixed masks: an affine map of v."""
-    masks = iter(masks)
-    for layer in layers:
-        v = v * next(masks) if isinstance(layer, nn.ReLU) else layer(v)
+def _frozen_branch(layers, factors, v):
+    """One branch with its nonlinear factors fixed (``_frozen_factors``): affine in v."""
+    for layer, factor in zip(layers, factors, strict=True):
+        if isinstance(layer, _ACTIVATIONS):
+            v = v * factor
+        elif isinstance(layer, nn.LayerNorm):
+            v = _layer_norm_linear_part(layer, v, factor)
+            v = v if layer.bias is None else v + layer.bias
+        elif isinstance(layer, CausalSelfAttention):
+            v = layer(v, pattern=factor)
+        else:
+            v = layer(v)
     return v
