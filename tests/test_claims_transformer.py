@@ -81,18 +81,25 @@ def radius(power):
     for norm in ("pre_ln", "none"):
         for modules in (8, 32, 128):
             for seed in (0, 1, 2):
-                for order, drift in ((6, 1.1), (8, 1.0)):
-                    rho = (0.8 + 0.02 * seed) * drift / modules**power
-                    rows.append(
-                        dict(norm=norm, modules=modules, seed=seed, order=order, rho_ratio=rho)
+                rho = (0.8 + 0.02 * seed) / modules**power
+                rows.append(
+                    dict(
+                        norm=norm,
+                        modules=modules,
+                        seed=seed,
+                        order=8,
+                        rho_ratio=rho,
+                        rho_root=1.2 * rho,
+                        rho_ratio_drift=-0.1,
                     )
+                )
     return pd.DataFrame(rows)
 
 
 def test_radius_holds_for_one_over_sqrt_n_not_for_one_over_n():
     result = ct.check_radius(radius(0.5), THRESHOLDS)
     assert result["verdict"] == ct.HOLDS, result["summary"]
-    assert result["measured"]["rows"][0]["relative_drift"] == pytest.approx(0.1)
+    assert result["measured"]["rows"][0]["ratio_drift"] == pytest.approx(-0.1)
     assert ct.check_radius(radius(1.0), THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
 
 

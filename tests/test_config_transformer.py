@@ -69,11 +69,7 @@ BAD_CONFIGS = {
         mutate("transformer.truncation.fit_max_lambda", 2.0),
         ["transformer.truncation.fit_max_lambda"],
     ),
-    "radius orders not increasing": (
-        mutate("transformer.radius.orders", [8, 6]),
-        ["transformer.radius.orders", "K1 < K2"],
-    ),
-    "one radius order": (mutate("transformer.radius.orders", [6]), ["orders"]),
+    "radius order too low for a drift": (mutate("transformer.radius.order", 3), ["order", "4"]),
     "typo'd transformer key": (mutate("transformer.init_norms.depths", [1]), ["depths"]),
 }
 

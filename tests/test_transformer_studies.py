@@ -1,10 +1,9 @@
 """The transformer studies at initialisation (issue 20): C2 init norms, C6 radius, C1
 truncation, on small towers in float64."""
 
-import math
-
 import pytest
 import torch
+from conftest import default_config
 
 from resdepth import data, explosion, truncation
 
@@ -52,14 +51,49 @@ def test_init_norm_rows_explode_without_norm_and_not_with_pre_ln(recall):
         assert row["token_cosine_stem"] == same_depth["token_cosine_stem"]
 
 
-def test_radius_estimates_of_a_geometric_series_are_exact():
-    """Σ (λ/ρ)^k: both tests give ρ at every order."""
-    rho = 0.37
-    norms = [rho**-k for k in range(9)]
-    for order in (2, 5, 8):
-        estimates = truncation.radius_estimates(norms, order)
-        assert estimates["rho_ratio"] == pytest.approx(rho, rel=1e-13)
-        assert estimates["rho_root"] == pytest.approx(rho, rel=1e-13)
-    with pytest.raises(ValueError, match="order"):
-        truncation.radius_estimates(norms, 1)
-    assert truncation.radius_estimates([1.0, 1.0, 0.0], 2)["rho_ratio"] == math.inf
+@pytest.fixture(scope="module")
+def default_recall():
+    """The default config's recall data set and transformer options."""
+    config = default_config()
+    sizes = {k: v for k, v in config["datasets"]["recall"].items() if k != "split_seed"}
+    tensors = data.recall_tensors(**sizes, split_seed=config["datasets"]["recall"]["split_seed"])
+    vocab = sizes["keys"] + sizes["values"]
+    prepared = data.Prepared(num_classes=sizes["values"], vocab_size=vocab, **tensors)
+    return config, prepared, prepared.model_options(config["arch_options"]["transformer"])
+
+
+def test_default_truncation_slopes_are_k_plus_1(default_recall):
+    """Claim C1 on the default's transformer rows: every order K <= 5, both norms, every
+    seed, slope within ±0.1 of K+1 (the issue's acceptance)."""
+    config, recall, options = default_recall
+    study = config["transformer"]["truncation"]
+    assert max(study["orders"]) == 5 and set(study["norm"]) == {"pre_ln", "none"}
+    rows = truncation.transformer_truncation_rows(
+        study, recall.x_train[: study["batch_size"]], recall.num_classes, options
+    )
+    slopes = truncation.transformer_truncation_slopes(rows, study["fit_max_lambda"])
+    assert len(slopes) == 2 * len(study["seeds"]) * len(study["orders"])
+    for row in slopes:
+        assert row["n_points"] >= 4, row
+        assert abs(row["slope"] - (row["order"] + 1)) <= 0.1, row
+
+
+def test_truncation_converges_inside_the_radius_and_diverges_outside(default_recall):
+    """What the radius means: at λ = ρ̂/2 the truncation error falls with K, at λ = 2ρ̂ it
+    grows (one 4-block tower of each norm, ratio test at order 8)."""
+    config, recall, options = default_recall
+    ids = recall.x_train[:4]
+    for norm in ("pre_ln", "none"):
+        study = dict(dataset="recall", width=16, depth=[4], norm=[norm], seed=[0], order=8)
+        (row,) = truncation.radius_rows({**study, "batch_size": 4}, ids, 16, options)
+        rho = row["rho_ratio"]
+        errors = {}
+        for factor in (0.5, 2.0):
+            low, high = factor * rho, factor * rho * 1.0001
+            sweep = dict(study, depth=4, seeds=[0], orders=[2, 4, 6, 7], lambda_steps=2)
+            sweep.update(lambda_min=low, lambda_max=high, fit_max_lambda=high)
+            rows = truncation.transformer_truncation_rows(sweep, ids, 16, options)
+            errors[factor] = [r["rel_error"] for r in rows if r["lambda"] == sweep["lambda_min"]]
+        inside, outside = errors[0.5], errors[2.0]
+        assert inside[-1] < inside[0] / 10, (norm, rho, inside)
+        assert outside[-1] > outside[0], (norm, rho, outside)

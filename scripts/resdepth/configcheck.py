@@ -314,9 +314,3 @@ def check_transformers(config):
                 f"{section}.fit_max_lambda",
                 f"need lambda_min < fit_max_lambda <= lambda_max, got {low}, {fit}, {high}",
             )
-    radius = (config.get("transformer") or {}).get("radius")
-    if radius and not radius["orders"][0] < radius["orders"][1]:
-        raise ConfigError(
-            "transformer.radius.orders",
-            f"need K1 < K2 (the drift between them), got {radius['orders']}",
-        )

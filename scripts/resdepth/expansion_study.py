@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resdepth import expansion, truncation
+from resdepth import expansion
 from resdepth.models import build_model
 
 #: Identify a training run in every per-run table.
@@ -38,9 +38,10 @@ ORDER_COLUMNS = (
     "lambda_mean",
     "binomial_prior",
     "composition_rel_norm",
-    "radius_order",
     "rho_ratio",
     "rho_root",
+    "rho_ratio_drift",
+    "rho_root_drift",
 )
 TRUNCATED_ACCURACY_COLUMNS = (*RUN_KEYS, "order", "test_acc", "full_test_acc", "taylor_test_acc")
 LESION_COLUMNS = (*RUN_KEYS, "module", "position", "test_acc", "full_test_acc", "acc_drop")
@@ -94,15 +95,22 @@ def _float64_inputs(x):
     return x.double() if x.is_floating_point() else x
 
 
-def radius_in_lambda(term_norms, order, lambda_mean):
-    """Radius estimates (``truncation.radius_estimates``) of the series in the dial t at
-    ``order``, the terms being those at the tower's own scales (t = 1 is the network),
-    converted to the mean λ: ρ_λ = λ̄ ρ_t. The series converges at the network's λ iff
-    ρ_t > 1, i.e. λ̄ < ρ_λ. NaN below order 2."""
-    if order < 2:
-        return {"rho_ratio": math.nan, "rho_root": math.nan}
-    estimates = truncation.radius_estimates(term_norms, order)
-    return {name: lambda_mean * value for name, value in estimates.items()}
+#: The radius columns of a row without an estimate.
+NO_RADIUS = dict.fromkeys(("rho_ratio", "rho_root", "rho_ratio_drift", "rho_root_drift"), math.nan)
+
+
+def radius_in_lambda(terms, lambda_mean):
+    """``expansion.radius_estimates`` of the Taylor terms at the tower's own scales, whose
+    radius ρ_t is in the dial t (t = 1 is the network), converted to the mean λ:
+    ρ_λ = λ̄·ρ_t; the series converges at the network's λ iff λ̄ < ρ_λ. Drifts (from order
+    K − 2) are relative, unchanged by the conversion."""
+    estimate = expansion.radius_estimates(terms)
+    return {
+        "rho_ratio": lambda_mean * estimate.ratio.item(),
+        "rho_root": lambda_mean * estimate.root.item(),
+        "rho_ratio_drift": estimate.ratio_drift.item(),
+        "rho_root_drift": estimate.root_drift.item(),
+    }
 
 
 @torch.no_grad()
@@ -113,13 +121,15 @@ def order_rows(model, x, max_order):
     SkipInit at init); ``remainder_rel_norm`` the same for everything above order K;
     ``reconstruction_error`` = ‖Σ_k term_k + remainder − x_n‖ / ‖x_n‖ against a separate
     forward pass. ``binomial_prior`` = C(n, k) λ̄^k with λ̄ the mean |λ_l| of the tower.
-    ``composition_rel_norm`` = ‖λ^k T_k − P_k‖ / ‖x_n − x_0‖, the same on both rows of an
-    order: for ReLU towers what mask changes add, for transformers what moving attention
-    patterns (and LayerNorm scales, gates) add beyond the frozen paths.
-    Smooth towers (``expansion.is_piecewise_linear`` false): ``rho_ratio``, ``rho_root``
-    estimate the radius of convergence in λ (``radius_in_lambda``) at ``radius_order`` =
-    the highest order computed and two below it (one row each: the row of that order);
-    NaN elsewhere and for ReLU towers, whose Taylor series at λ = 0 is a polynomial.
+    ``composition_rel_norm`` = ‖D_k‖ / ‖x_n − x_0‖ with D_k = λ^k T_k − P_k
+    (``expansion.composition_terms``), the same on both rows of an order: for ReLU towers
+    what mask changes add, for transformers what moving attention patterns (and LayerNorm
+    scales, gates) add beyond the frozen paths. Paths freeze every activation at its
+    secant gate (ReLU: its mask; GELU: Φ(h), a convention; ``expansion.FREEZE_POLICIES``).
+    Smooth towers (``expansion.is_piecewise_linear`` false) with orders up to K ≥ 4:
+    ``rho_ratio``, ``rho_root`` estimate the radius of convergence in λ at order K, with
+    their drift from K − 2 (``radius_in_lambda``), on the rows of order K; NaN elsewhere
+    and for ReLU towers, whose Taylor series at λ = 0 is a polynomial.
     Orders go up to min(max_order, number of modules). Rows lack the run keys and stage.
     """
     model = copy.deepcopy(model).double().eval()
@@ -131,21 +141,16 @@ def order_rows(model, x, max_order):
     residual_norm = (output - x0).norm().item()
     lambda_mean = tower.scales().abs().mean().item()
     taylor = expansion.taylor_terms(tower, x0, order)
-    path = expansion.path_terms(tower, x0, order)
+    path = expansion.path_terms(tower, x0, order, freeze="secant")
     scale = residual_norm if residual_norm > 0 else math.nan
+    # D_k as expansion.composition_terms defines it, from the two expansions at hand
     composition = (_norms(taylor.terms - path.terms) / scale).tolist()
-    taylor_norms = _norms(taylor.terms).tolist()
-    smooth = not expansion.is_piecewise_linear(tower)
-    radius_orders = {order, order - 2} if smooth else set()
+    smooth = not expansion.is_piecewise_linear(tower) and order >= 4
+    radius = radius_in_lambda(taylor.terms, lambda_mean) if smooth else NO_RADIUS
     rows = []
     for decomposition, result in (("taylor", taylor), ("path", path)):
         reconstruction = result.terms.sum(0) + result.remainder - output
         for k, norm in enumerate(_norms(result.terms).tolist()):
-            radius = (
-                radius_in_lambda(taylor_norms, k, lambda_mean)
-                if k in radius_orders
-                else {"rho_ratio": math.nan, "rho_root": math.nan}
-            )
             rows.append(
                 {
                     "decomposition": decomposition,
@@ -156,8 +161,7 @@ def order_rows(model, x, max_order):
                     "lambda_mean": lambda_mean,
                     "binomial_prior": math.comb(depth, k) * lambda_mean**k,
                     "composition_rel_norm": composition[k],
-                    "radius_order": k if k in radius_orders else math.nan,
-                    **radius,
+                    **(radius if k == order else NO_RADIUS),
                 }
             )
     return rows
@@ -189,7 +193,7 @@ def truncated_accuracy_rows(model, x, y, max_order, batch_size):
 
     for xb, yb in _batches(x, y, batch_size):
         x0 = model.stem(xb)
-        correct[0] += hits(expansion.path_terms(tower, x0, order).terms)
+        correct[0] += hits(expansion.path_terms(tower, x0, order, freeze="secant").terms)
         if smooth:
             correct[1] += hits(expansion.taylor_terms(tower, x0, order).terms)
         correct_full += int((model(xb).argmax(-1) == yb).sum())

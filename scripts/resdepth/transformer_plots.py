@@ -65,7 +65,7 @@ def truncation_transformer_figure(truncation, slopes, radius=None):
     (log-log), one panel per norm, one colour per order K, means over seeds. Legends give
     the fitted slope (mean over seeds; ideal K+1), the shaded band the fit range; vertical
     lines mark λ = 1/n and 1/√n and, when the radius table has this depth, the estimated
-    radius of convergence ρ̂ (ratio test at the higher order)."""
+    radius of convergence ρ̂ (ratio test)."""
     norms = [n for n in NORM_STYLES if n in set(truncation["norm"])]
     fig, axes = plots.new_figure(ncols=len(norms), width=5.5 * len(norms), height=4.4)
     orders = sorted(truncation["order"].unique())
@@ -104,11 +104,10 @@ def truncation_transformer_figure(truncation, slopes, radius=None):
 
 
 def _radius_at(radius, norm, modules):
-    """Mean ratio-test radius at the higher order for this norm and depth, or None."""
+    """Mean ratio-test radius for this norm and depth, or None."""
     if radius is None:
         return None
     rows = radius[(radius["norm"] == norm) & (radius["modules"] == modules)]
-    rows = rows[rows["order"] == rows["order"].max()]
     return float(rows["rho_ratio"].mean()) if len(rows) else None
 
 
@@ -116,25 +115,24 @@ def _radius_at(radius, norm, modules):
 def radius_transformer_figure(radius):
     """Claim C6: the radius of convergence ρ̂ of the λ-series of fresh transformers,
     times √n (left) and times n (right), vs the number of modules n; ratio test (circles)
-    and root test (squares) at the higher order, bars from the lower order's estimate
-    (the drift), one line per norm, means over seeds. λ = 1/√n lies inside the series'
+    and root test (squares) at the study's order K, bars the size of their drift from
+    order K − 2, one line per norm, means over seeds. λ = 1/√n lies inside the series'
     disc where ρ̂√n > 1, λ = 1/n where ρ̂·n > 1, λ = 1 where ρ̂ > 1."""
     fig, axes = plots.new_figure(ncols=2, width=11.0, height=4.2)
-    low, high = sorted(radius["order"].unique())
     for norm in [n for n in NORM_STYLES if n in set(radius["norm"])]:
         rows = radius[radius["norm"] == norm]
-        for test, marker in (("rho_ratio", "o"), ("rho_root", "s")):
-            at = {k: rows[rows["order"] == k].groupby("modules")[test].mean() for k in (low, high)}
-            n = at[high].index.to_numpy(dtype=float)
+        for test, marker, color in (("rho_ratio", "o", "C0"), ("rho_root", "s", "C1")):
+            mean = rows.groupby("modules")[[test, f"{test}_drift"]].mean()
+            n = mean.index.to_numpy(dtype=float)
             for ax, power in zip(axes[0], (0.5, 1.0), strict=True):
-                value, other = at[high].to_numpy() * n**power, at[low].to_numpy() * n**power
+                value = mean[test].to_numpy() * n**power
                 ax.errorbar(
                     n,
                     value,
-                    yerr=np.abs(value - other),
+                    yerr=np.abs(mean[f"{test}_drift"].to_numpy()) * value,
                     marker=marker,
                     linestyle=NORM_STYLES[norm],
-                    color="C0" if test == "rho_ratio" else "C1",
+                    color=color,
                     capsize=3,
                 )
     for ax, name in zip(axes[0], ("ρ̂ · √n", "ρ̂ · n"), strict=True):
@@ -143,9 +141,10 @@ def radius_transformer_figure(radius):
         ax.set_yscale("log")
         ax.set_xlabel("residual modules n (2 per block)")
         ax.set_ylabel(name)
+    order = int(radius["order"].iloc[0])
     fig.suptitle(
         plots.settings_title(radius, ["dataset", "arch", "width"])
-        + f" — orders {high} (bars: drift from order {low})"
+        + f" — order {order} (bars: drift from order {order - 2})"
     )
     handles = _norm_handles(radius["norm"]) + [
         Line2D([], [], color="C0", marker="o", linestyle="", label="ratio test"),

@@ -335,37 +335,26 @@ def transformer_truncation_slopes(rows, fit_max_lambda):
     return slopes
 
 
-#: Claim C6 (results/radius_transformer.csv): per fresh tower and order K of the study.
+#: Claim C6 (results/radius_transformer.csv): per fresh tower, at the study's order K.
 RADIUS_COLUMNS = (
     *TRANSFORMER_TOWER_COLUMNS,
     "order",
     "term_rel_norm",
     "rho_ratio",
     "rho_root",
+    "rho_ratio_drift",
+    "rho_root_drift",
 )
-
-
-def radius_estimates(term_norms, order):
-    """The radius of convergence of Σ_k c_k λ^k estimated from ‖c_k‖ (``term_norms``,
-    k = 0..) at ``order`` K ≥ 2: the ratio test ‖c_{K−1}‖/‖c_K‖ and the root test
-    (‖c_K‖/‖c_1‖)^(−1/(K−1)) (dividing by ‖c_1‖ takes out the terms' common scale).
-    Both converge to ρ as K grows for a series whose nearest singularity dominates; at a
-    finite K they are estimates, and their change between two orders is the drift."""
-    if order < 2:
-        raise ValueError(f"the radius estimates need an order K >= 2, got {order}")
-    last, previous, first = term_norms[order], term_norms[order - 1], term_norms[1]
-    ratio = previous / last if last > 0 else math.inf
-    root = (last / first) ** (-1 / (order - 1)) if last > 0 and first > 0 else math.inf
-    return {"rho_ratio": ratio, "rho_root": root}
 
 
 @torch.no_grad()
 def radius_rows(study, ids, num_classes, model_options):
     """Claim C6: the radius of convergence in λ (one λ for every module) of fresh
     transformers, per norm, depth (blocks) and seed of ``study`` (the config's
-    ``transformer.radius``), estimated at both of its orders from the Taylor terms' norms
-    over the batch of token ids ``ids``. ``term_rel_norm`` = ‖T_K‖/‖x_0‖."""
-    low, high = study["orders"]
+    ``transformer.radius``): ``expansion.radius_estimates`` of the Taylor terms up to the
+    study's order K over the batch of token ids ``ids`` (ratio and root tests, and their
+    drift from order K − 2). ``term_rel_norm`` = ‖T_K‖/‖x_0‖."""
+    order = study["order"]
     rows = []
     for norm in study["norm"]:
         for depth in study["depth"]:
@@ -375,22 +364,24 @@ def radius_rows(study, ids, num_classes, model_options):
                 )
                 x0 = model.stem(ids)
                 unit = torch.ones(2 * depth, dtype=torch.float64)
-                terms = expansion.taylor_terms(model, x0, high, unit).terms
-                norms = terms.flatten(1).norm(dim=1).tolist()
-                for order in (low, high):
-                    rows.append(
-                        {
-                            "dataset": study["dataset"],
-                            "arch": "transformer",
-                            "activation": model_options.get("activation"),
-                            "norm": norm,
-                            "width": study["width"],
-                            "depth": depth,
-                            "modules": 2 * depth,
-                            "seed": seed,
-                            "order": order,
-                            "term_rel_norm": norms[order] / norms[0],
-                            **radius_estimates(norms, order),
-                        }
-                    )
+                terms = expansion.taylor_terms(model, x0, order, unit).terms
+                estimate = expansion.radius_estimates(terms)
+                rows.append(
+                    {
+                        "dataset": study["dataset"],
+                        "arch": "transformer",
+                        "activation": model_options.get("activation"),
+                        "norm": norm,
+                        "width": study["width"],
+                        "depth": depth,
+                        "modules": 2 * depth,
+                        "seed": seed,
+                        "order": order,
+                        "term_rel_norm": (terms[order].norm() / x0.norm()).item(),
+                        "rho_ratio": estimate.ratio.item(),
+                        "rho_root": estimate.root.item(),
+                        "rho_ratio_drift": estimate.ratio_drift.item(),
+                        "rho_root_drift": estimate.root_drift.item(),
+                    }
+                )
     return rows
