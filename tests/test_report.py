@@ -18,6 +18,7 @@ ARTIFACT_SOURCES = (
     "plot_training_curves",
     "plot_expansion",
     "plot_capacity",
+    "plot_transformer",
     "accuracy_table",
 )
 

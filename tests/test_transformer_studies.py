@@ -3,6 +3,7 @@ truncation, on small towers in float64."""
 
 import pytest
 import torch
+import yaml
 from conftest import default_config
 
 from resdepth import data, explosion, truncation
@@ -97,3 +98,41 @@ def test_truncation_converges_inside_the_radius_and_diverges_outside(default_rec
         inside, outside = errors[0.5], errors[2.0]
         assert inside[-1] < inside[0] / 10, (norm, rho, inside)
         assert outside[-1] > outside[0], (norm, rho, outside)
+
+
+@pytest.mark.workflow
+def test_tiny_run_writes_the_transformer_studies_as_their_contracts_say(finished):
+    """The shared tiny run's transformer tables: the columns of docs/file-contracts.md, one
+    row per study cell, finite values, and claim checks that read them."""
+    import pandas as pd
+
+    from resdepth import claims_transformer
+
+    config = yaml.safe_load(finished.path(".test/config/config.yaml").read_text())
+    studies = config["transformer"]
+    norms = pd.read_csv(finished.path("results/init_norms_transformer.csv"))
+    assert tuple(norms.columns) == explosion.TRANSFORMER_COLUMNS
+    init = studies["init_norms"]
+    assert len(norms) == len(init["norm"]) * len(init["scaling"]) * len(init["depth"]) * len(
+        init["seed"]
+    )
+    assert (norms["modules"] == 2 * norms["depth"]).all() and norms["rel_norm"].gt(0).all()
+    radius = pd.read_csv(finished.path("results/radius_transformer.csv"))
+    assert tuple(radius.columns) == truncation.RADIUS_COLUMNS
+    assert radius["rho_ratio"].gt(0).all() and (radius["order"] == studies["radius"]["order"]).all()
+    slopes = pd.read_csv(finished.path("results/expansion/truncation_transformer_slopes.csv"))
+    assert tuple(slopes.columns) == truncation.TRANSFORMER_SLOPE_COLUMNS
+    thresholds = config["claims"]["transformer"]
+    assert claims_transformer.check_truncation(slopes, thresholds)["verdict"] == "holds"
+    for check, table in (
+        (claims_transformer.check_init_norms, norms),
+        (claims_transformer.check_radius, radius),
+    ):
+        assert check(table, thresholds)["verdict"] in (
+            "holds",
+            "does not hold",
+            "inconclusive",
+            "not measured",
+        )
+    for figure in ("init_norms", "truncation", "radius"):
+        assert finished.path(f"results/figures/transformer_{figure}.png").stat().st_size > 0
