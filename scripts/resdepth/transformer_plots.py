@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resdepth import plots
+from resdepth import aggregate, plots
 
 #: Line style of each ``norm`` (arch_options.transformer.norm) in every figure.
 NORM_STYLES = {"pre_ln": "-", "none": "--"}
@@ -151,4 +151,71 @@ def radius_transformer_figure(radius):
         Line2D([], [], color="C1", marker="s", linestyle="", label="root test"),
     ]
     fig.legend(handles=handles, loc="outside right center")
+    return fig
+
+
+@plots.styled
+def truncated_accuracy_transformer_figure(truncated_accuracy):
+    """Claims C5 and C7 on trained transformers: test accuracy of the head on the Taylor
+    truncation Σ_{k≤K} λ^k T_k (solid) and on the frozen-path truncation x_0 + Σ_{k≤K} P_k
+    (dashed) vs K, one panel per depth (blocks), one colour per scaling, means over seeds;
+    dotted: the full network per scaling. Order 1 is an ensemble of
+    one-module models, which cannot bind a value to its key (C7); past the radius of
+    convergence the Taylor curve falls again as K grows."""
+    table = truncated_accuracy[truncated_accuracy["arch"] == "transformer"]
+    depths = sorted(table["depth"].unique())
+    fig, axes = plots.new_figure(ncols=len(depths), width=4.6 * len(depths), height=4.2)
+    for ax, depth in zip(axes[0], depths, strict=True):
+        rows = table[table["depth"] == depth]
+        for scaling, by_scaling in rows.groupby("scaling", sort=True):
+            color = plots.scaling_color(scaling)
+            curve = by_scaling.groupby("order")[["taylor_test_acc", "test_acc"]].mean()
+            ax.plot(curve.index, curve["taylor_test_acc"], color=color, marker="o")
+            ax.plot(curve.index, curve["test_acc"], color=color, linestyle="--")
+            ax.axhline(by_scaling["full_test_acc"].mean(), color=color, linestyle=":")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("highest order K kept")
+        ax.set_title(f"{depth} blocks ({2 * depth} modules)")
+    axes[0, 0].set_ylabel("test accuracy of the truncation")
+    fig.suptitle(plots.settings_title(table, ["dataset", "arch", "width"]))
+    handles = plots.scaling_handles(table["scaling"]) + [
+        Line2D([], [], color="0.3", marker="o", label="Taylor at λ = 0"),
+        Line2D([], [], color="0.3", linestyle="--", label="frozen paths"),
+        Line2D([], [], color="0.3", linestyle=":", label="full network"),
+    ]
+    fig.legend(handles=handles, loc="outside right center")
+    return fig
+
+
+@plots.styled
+def orders_transformer_figure(orders):
+    """Claim C5 on trained transformers: ‖λ^k T_k‖ / ‖x_n − x_0‖ (solid) and the share
+    of it that lives in the moving attention patterns, ‖D_k‖ / ‖x_n − x_0‖ with D_k =
+    λ^k T_k − P_k (dashed), vs order k ≥ 1 after training, one panel per depth, one colour
+    per scaling, means over seeds; the legend gives each scaling's radius of convergence
+    over its mean λ (ratio test at the highest order: above 1, the series converges at the
+    network's λ)."""
+    table = orders[
+        (orders["arch"] == "transformer")
+        & (orders["stage"] == "trained")
+        & (orders["decomposition"] == "taylor")
+        & (orders["order"] >= 1)
+    ]
+    depths = sorted(table["depth"].unique())
+    fig, axes = plots.new_figure(ncols=len(depths), width=4.6 * len(depths), height=4.2)
+    for ax, depth in zip(axes[0], depths, strict=True):
+        rows = table[table["depth"] == depth]
+        for scaling, by_scaling in rows.groupby("scaling", sort=True):
+            color = plots.scaling_color(scaling)
+            curve = by_scaling.groupby("order")[["rel_norm", "composition_rel_norm"]].mean()
+            ratio = (by_scaling["rho_ratio"] / by_scaling["lambda_mean"]).mean()
+            label = f"{aggregate.scaling_label(scaling)}: ρ̂/λ̄ {ratio:.2g}"
+            ax.plot(curve.index, curve["rel_norm"], color=color, marker="o", label=label)
+            ax.plot(curve.index, curve["composition_rel_norm"], color=color, linestyle="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("order k")
+        ax.set_title(f"{depth} blocks ({2 * depth} modules), trained")
+        ax.legend(fontsize="x-small", loc="lower left")
+    axes[0, 0].set_ylabel("‖λ^k T_k‖ (solid), ‖D_k‖ (dashed) / ‖x_n − x_0‖")
+    fig.suptitle(plots.settings_title(table, ["dataset", "arch", "width"]))
     return fig

@@ -179,25 +179,42 @@ rule radius_transformer:
         "../../scripts/radius_transformer.py"
 
 
+# The transformer figures whose tables this config makes: the studies at init (section
+# `transformer`) and those of trained transformer runs (the grid's arch).
 TRANSFORMER_FIGURES = {
-    "init_norms": {"norms": "results/init_norms_transformer.csv"},
-    "truncation": {
-        "truncation": "results/expansion/truncation_transformer.csv",
-        "slopes": "results/expansion/truncation_transformer_slopes.csv",
-        "radius": "results/radius_transformer.csv",
-    },
-    "radius": {"radius": "results/radius_transformer.csv"},
+    **(
+        {
+            "init_norms": {"norms": "results/init_norms_transformer.csv"},
+            "truncation": {
+                "truncation": "results/expansion/truncation_transformer.csv",
+                "slopes": "results/expansion/truncation_transformer_slopes.csv",
+                "radius": "results/radius_transformer.csv",
+            },
+            "radius": {"radius": "results/radius_transformer.csv"},
+        }
+        if TRANSFORMER
+        else {}
+    ),
+    **(
+        {
+            "orders": {"orders": "results/expansion/orders.csv"},
+            "truncated_accuracy": {
+                "truncated_accuracy": "results/expansion/truncated_accuracy.csv"
+            },
+        }
+        if "transformer" in config["grid"]["arch"]
+        else {}
+    ),
 }
-# What the default target asks of the transformer studies (none without the section).
-TRANSFORMER_OUTPUTS = (
-    expand("results/figures/transformer_{figure}.pdf", figure=TRANSFORMER_FIGURES)
-    if TRANSFORMER
-    else []
+# What the default target asks of the transformer figures (none without transformers).
+TRANSFORMER_OUTPUTS = expand(
+    "results/figures/transformer_{figure}.pdf", figure=TRANSFORMER_FIGURES
 )
 
 
 rule plot_transformer:
-    """Claims C1, C2, C6 on transformers: one figure (init_norms, truncation, radius)."""
+    """Transformers: one figure (init_norms, truncation, radius at init; orders and
+    truncated_accuracy of trained runs)."""
     input:
         unpack(transformer_figure_tables),
         lib=lib("plot_transformer"),
@@ -214,7 +231,7 @@ rule plot_transformer:
     benchmark:
         "results/benchmarks/plot_transformer_{figure}.tsv"
     wildcard_constraints:
-        figure="|".join(TRANSFORMER_FIGURES),
+        figure="|".join(TRANSFORMER_FIGURES) or "none",
     conda:
         "../../envs/resdepth.yaml"
     params:
