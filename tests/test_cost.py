@@ -144,3 +144,32 @@ def test_recall_sizes_come_from_the_config():
     assert cost.pack_resources([cell], training, TRANSFORMER, bigger)["runtime"] > small["runtime"]
     with pytest.raises(ValueError, match="datasets.recall"):
         cost.dataset_info("recall", {})
+
+
+@pytest.mark.parametrize("order", [1, 4, 6])
+def test_transformer_taylor_flops_match_the_expansion(order):
+    """The study estimates of paper.yaml rest on this count: every matmul of
+    expansion.taylor_terms on a transformer tower, the bilinear attention products too."""
+    from resdepth import expansion
+
+    model = models.build_model("transformer", (7,), 5, 8, 3, "one", **TRANSFORMER).double()
+    x0 = model.stem(torch.randint(12, (4, 7)))
+    with FlopCounterMode(display=False) as counted:
+        expansion.taylor_terms(model.eval(), x0, order)
+    expected = cost.taylor_flops((7,), 5, 8, 3, order)
+    assert counted.get_total_flops() / 4 == expected
+
+
+def test_transformer_study_flops_add_up_their_cells():
+    datasets = {"recall": dict(pairs=3, keys=8, values=6, n_train=10, n_test=4, split_seed=0)}
+    study = dict(dataset="recall", width=8, norm=["pre_ln", "none"], batch_size=4)
+    studies = {
+        "init_norms": {**study, "depth": [1, 3], "scaling": ["one", "inv"], "seed": [0, 1, 2]},
+        "radius": {**study, "depth": [3], "seed": [0], "order": 4},
+        "truncation": {**study, "depth": 3, "seeds": [0], "orders": [1, 4], "lambda_steps": 5},
+    }
+    flops = cost.transformer_study_flops(studies, datasets, TRANSFORMER)
+    forward = lambda depth: cost.forward_flops("transformer", (7,), 6, 8, depth)  # noqa: E731
+    assert flops["init_norms"] == 2 * 4 * 2 * 3 * (forward(1) + forward(3))
+    assert flops["radius"] == 2 * 4 * cost.taylor_flops((7,), 6, 8, 3, 4)
+    assert flops["truncation"] == 2 * 4 * (cost.taylor_flops((7,), 6, 8, 3, 4) + 5 * forward(3))

@@ -250,3 +250,51 @@ def pack_resources(cells, training, arch_options=None, datasets=None):
         "mem_mb": math.ceil(HOST_BASE_MB + 1.5 * host_bytes / 1e6),
         "gpu": int(_on_gpu(training)),
     }
+
+
+def taylor_flops(input_shape, num_classes, width, depth, order):
+    """Matmul FLOPs of a transformer tower's Taylor terms up to ``order`` K on one
+    sequence (resdepth.expansion.taylor_terms): each module maps the K slots of its input
+    series up to order K − 1, through every linear layer once per slot and through
+    attention's two T×T bilinear products (q kᵀ, P v) once per pair of slots of total
+    order below K (K(K+1)/2 pairs); the forward pass for x_n comes on top. The head is not
+    applied."""
+    layers = _transformer_layers(input_shape, num_classes, width, depth)[:-1]  # no head
+    bilinear = layers[1][0] * layers[1][2]
+    tower = sum(f * count for f, _, count in layers)
+    return (tower - bilinear) * order + bilinear * order * (order + 1) // 2 + tower
+
+
+def transformer_study_flops(studies, datasets, arch_options):
+    """Matmul FLOPs of the studies of fresh transformers (the config's ``transformer``
+    section: ``{"init_norms": ..., "radius": ..., "truncation": ...}``), per study.
+
+    Init norms: one forward pass per (norm, scaling, depth, seed); radius: the Taylor terms
+    up to its order per (norm, depth, seed); truncation: the Taylor terms up to its
+    highest order and one forward pass per λ, per (norm, seed). All on ``batch_size``
+    sequences, in float64 on the CPU (expansion.threads): count them at half the fp32
+    rate of SUSTAINED_FLOPS["cpu_thread"] per thread; at small widths the per-layer
+    overhead of a few hundred kernels per module dominates instead."""
+    flops = {}
+    for name, study in studies.items():
+        data = dataset_info(study["dataset"], datasets)
+        shape, classes = data["input_shape"], data["num_classes"]
+
+        def forward(depth, shape=shape, classes=classes, width=study["width"]):
+            return forward_flops("transformer", shape, classes, width, depth, **arch_options)
+
+        norms, batch = len(study["norm"]), study["batch_size"]
+        if name == "init_norms":
+            per = len(study["scaling"]) * len(study["seed"])
+            total = per * sum(forward(depth) for depth in study["depth"])
+        elif name == "radius":
+            total = len(study["seed"]) * sum(
+                taylor_flops(shape, classes, study["width"], depth, study["order"])
+                for depth in study["depth"]
+            )
+        else:
+            depth, order = study["depth"], max(study["orders"])
+            taylor = taylor_flops(shape, classes, study["width"], depth, order)
+            total = len(study["seeds"]) * (taylor + study["lambda_steps"] * forward(depth))
+        flops[name] = norms * batch * total
+    return flops

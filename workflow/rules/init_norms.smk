@@ -37,7 +37,7 @@ rule init_norms_transformer:
         "results/benchmarks/init_norms_transformer.tsv"
     conda:
         "../../envs/resdepth.yaml"
-    threads: 1
+    threads: config["expansion"]["threads"]
     params:
         study=TRANSFORMER.get("init_norms"),
         arch_options=config["arch_options"].get("transformer", {}),
