@@ -1,6 +1,8 @@
 """The transformer studies at initialisation (issue 20): C2 init norms, C6 radius, C1
 truncation, on small towers in float64."""
 
+import math
+
 import pytest
 import torch
 import yaml
@@ -136,3 +138,38 @@ def test_tiny_run_writes_the_transformer_studies_as_their_contracts_say(finished
         )
     for figure in ("init_norms", "truncation", "radius"):
         assert finished.path(f"results/figures/transformer_{figure}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("scaling", ["bn", "inv"])
+def test_expansion_run_tables_of_a_transformer_run(recall, scaling):
+    """expansion_run on a transformer: token inputs, every order's terms reconstructing
+    the stream, the radius (in λ) on the highest order's rows only, the composition part
+    of each order, and the Taylor truncation's accuracy next to the paths'."""
+    from resdepth import expansion, expansion_study, models
+
+    cell = dict(dataset="recall", arch="transformer", depth=2, scaling=scaling, seed=0, width=8)
+    torch.manual_seed(0)
+    model = models.build_model(
+        "transformer", (9,), 6, 8, 2, scaling, **recall.model_options(OPTIONS)
+    )
+    settings = dict(max_order=6, batch_size=16, eval_batch_size=16, lesion_max_modules=4)
+    tables = expansion_study.run_tables(
+        "r", cell, "ok", model.state_dict(), recall, settings, OPTIONS
+    )
+    orders = tables["orders"]
+    assert max(r["reconstruction_error"] for r in orders) < 1e-14
+    top = [r for r in orders if r["order"] == 4]  # 4 modules: orders 0..4
+    assert top and all(r["rho_ratio"] > 0 and r["rho_root"] > 0 for r in top)
+    assert all(math.isnan(r["rho_ratio"]) for r in orders if r["order"] < 4)
+    # the composition part: what the Taylor term has beyond the frozen paths
+    x0 = model.double().eval().stem(recall.x_test[:16])
+    expected = expansion.composition_terms(model, x0, 4, freeze="secant")
+    trained = [r for r in orders if r["stage"] == "trained" and r["decomposition"] == "path"]
+    residual = (model.tower(x0) - x0).norm()
+    for row in trained:
+        norm = (expected[row["order"]].norm() / residual).item()
+        assert row["composition_rel_norm"] == pytest.approx(norm, rel=1e-10, abs=1e-15)
+    accuracy = tables["truncated_accuracy"]
+    assert [r["order"] for r in accuracy] == [0, 1, 2, 3, 4]
+    assert all(0 <= r["taylor_test_acc"] <= 1 for r in accuracy)
+    assert accuracy[-1]["test_acc"] == accuracy[-1]["full_test_acc"]  # all paths: the network
