@@ -71,6 +71,16 @@ BAD_CONFIGS = {
     ),
     "radius order too low for a drift": (mutate("transformer.radius.order", 3), ["order", "4"]),
     "typo'd transformer key": (mutate("transformer.init_norms.depths", [1]), ["depths"]),
+    "adamw without its betas": (mutate("training.optimizer", "adamw"), ["betas", "required"]),
+    "unknown optimizer": (mutate("training.optimizer", "lion"), ["lion", "adamw"]),
+    "adamw beta of 1": (
+        chain(
+            mutate("training.optimizer", "adamw"),
+            mutate("training.betas", [0.9, 1.0]),
+            mutate("training.eps", 1e-8),
+        ),
+        ["betas"],
+    ),
 }
 
 
@@ -92,6 +102,11 @@ EDGE_CONFIGS = {
     "context exactly the sequence": mutate("arch_options.transformer.context", 17),
     "orders just below the modules": mutate("transformer.truncation.depth", 3),
     "no transformer studies": mutate("transformer", None),
+    "adamw": chain(
+        mutate("training.optimizer", "adamw"),
+        mutate("training.betas", [0.9, 0.95]),
+        mutate("training.eps", 1e-8),
+    ),
     "as many pairs as keys": chain(
         mutate("datasets.recall.pairs", 16), mutate("arch_options.transformer.context", 33)
     ),
