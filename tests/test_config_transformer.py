@@ -73,6 +73,10 @@ BAD_CONFIGS = {
     "typo'd transformer key": (mutate("transformer.init_norms.depths", [1]), ["depths"]),
     "adamw without its betas": (mutate("training.optimizer", "adamw"), ["betas", "required"]),
     "unknown optimizer": (mutate("training.optimizer", "lion"), ["lion", "adamw"]),
+    "transformers in packed packs": (
+        chain(TRANSFORMER_GRID, mutate("training.pack_backend", "packed")),
+        ["training.pack_backend", "loop"],
+    ),
     "adamw beta of 1": (
         chain(
             mutate("training.optimizer", "adamw"),

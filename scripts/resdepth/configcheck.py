@@ -222,6 +222,14 @@ def check_packed_backend(config):
             "capacity.grad_clip",
             "not supported with training.pack_backend: packed (use loop, or no clipping)",
         )
+    if (
+        config["training"].get("pack_backend") == "packed"
+        and "transformer" in config["grid"]["arch"]
+    ):
+        raise ConfigError(
+            "training.pack_backend",
+            "packed builds grouped MLP and conv towers only; train transformers with loop",
+        )
 
 
 def check_grid_activation(config):
