@@ -22,7 +22,7 @@ rule all:
     default_target: True
     input:
         # Every run's own files too: one deleted by hand is rebuilt (recovered, see
-        # checkpoint.recover_finished), not left missing behind up-to-date tables.
+        # train_job.recover), not left missing behind up-to-date tables.
         run_files("metrics.json"),
         run_files("history.csv"),
         run_files("model.pt"),

@@ -1,6 +1,6 @@
 """Training throughput of the conv tower on CIFAR-shaped data: our path vs a plain loop.
 
-Prints figures, asserts nothing. Ours is ``resdepth.train.train_run`` itself (uint8
+Prints figures, asserts nothing. Ours is ``resdepth.train.train`` itself (uint8
 images on the device, batch crop+flip on the device, no DataLoader), in up to five
 variants: fp32; bf16 autocast with channels_last; each of these with the step replayed
 as one CUDA graph (``cuda_graph``); bf16+channels_last with torch.compile of the branches.
@@ -136,13 +136,14 @@ def reference_epoch_seconds(cell, train_set, test_set, device, workers):
 
 def ours_epoch_seconds(cell, dataset, options, device):
     settings = {**SETTINGS, "eval_batch_size": cell["batch_size"], **options}
-    metrics, history, _ = train.train_run(cell, dataset, settings, {"stem_stride": 2}, device)
-    if metrics["status"] != "ok":
+    trainee = train.Run(cell, dataset, settings, {"stem_stride": 2}, device)
+    (run,) = train.train(trainee, dataset, settings).runs
+    if run.diverged_at:
         raise RuntimeError(
-            f"benchmark run diverged at step {metrics['diverged_step']} (random labels at "
+            f"benchmark run diverged at step {run.diverged_at[1]} (random labels at "
             f"lr {cell['lr']:g}, batch {cell['batch_size']}): rerun with a smaller --lr"
         )
-    return history[1]["wall_time_s"] - history[0]["wall_time_s"]
+    return run.history[1]["wall_time_s"] - run.history[0]["wall_time_s"]
 
 
 def gpu_busy(depth, args, options, device, steps=5):

@@ -1,18 +1,18 @@
 """Training packs on a GPU: what a pack of K runs costs per member against runs alone.
 
-Prints figures, asserts nothing. Everything goes through ``resdepth.train.train_pack``
-(a run alone is ``train_run``, a pack of one), on synthetic CIFAR-shaped uint8 data kept on
-the device, conv towers of width 64 with a stride-2 stem as in ``config/paper.yaml``:
+Prints figures, asserts nothing. Everything trains as a pack's job does
+(``resdepth.train_job.trainees``, then ``resdepth.train.train`` for each), on synthetic
+CIFAR-shaped uint8 data kept on the device, conv towers of width 64 with a stride-2 stem
+as in ``config/paper.yaml``:
 
-1. time: µs per member-module-step (wall time of an epoch of ``--steps`` batches / (steps
-   × K × depth)), per-member and pack ("grid-level") images/s and MFU against the card's
-   dense bf16 peak, for packs of K ∈ ``--ks`` plain-λ runs at ``--depth``, for both
-   backends (``loop``: the members' own models one after the other; ``packed``: one
-   model of grouped convolutions), eager and with ``cuda_graph``, and with the graph
-   also channels_last (and bf16 autocast for the packed backend; these last, after 2
-   and 3). The first of two
-   epochs is warm-up (cuDNN autotuning, capture), the second is timed from the history's
-   wall times;
+1. time: µs per member-module-step (wall time of an epoch of ``--steps`` batches, added up
+   over a loop pack's runs, trained one after another, / (steps × K × depth)), per-member
+   and pack ("grid-level") images/s and MFU against the card's dense bf16 peak, for packs
+   of K ∈ ``--ks`` plain-λ runs at ``--depth``, for both backends (``loop``: the members'
+   own models one after the other; ``packed``: one model of grouped convolutions), eager
+   and with ``cuda_graph``, and with the graph also channels_last (and bf16 autocast for
+   the packed backend; these last, after 2 and 3). The first of two epochs is warm-up
+   (cuDNN autotuning, capture), the second is timed from the history's wall times;
 2. memory: peak GPU memory per member of a pack of ``--memory-k`` runs at
    ``--memory-depth`` (one short epoch), for both backends;
 3. agreement: per-epoch train loss of a member of a packed pack and of a loop pack
@@ -40,8 +40,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_cifar_throughput import bf16_peak, synthetic  # noqa: E402
 
-from resdepth import cost, data  # noqa: E402
-from resdepth import train as training  # noqa: E402
+from resdepth import cost, data, grid, train, train_job  # noqa: E402
 
 SETTINGS = {  # config/paper.yaml's training section, less what is varied here
     "momentum": 0.9,
@@ -94,6 +93,14 @@ def cells(k, depth, width, batch_size, epochs=2):
     ]
 
 
+def train_pack(cells, dataset, settings, options, device):
+    """The trainees of a pack of ``cells``, trained as its job trains them."""
+    runs = {grid.run_id(cell): cell for cell in cells}
+    params = {"arch_options": options}
+    trainees = train_job.trainees("bench", runs, dataset, settings, params, device)
+    return [train.train(trainee, dataset, settings) for _, trainee in trainees]
+
+
 def second_epoch_seconds(history):
     rows = [row for row in history if row["epoch"] >= 1]
     return rows[1]["wall_time_s"] - rows[0]["wall_time_s"]
@@ -110,15 +117,15 @@ def time_packs(args, device, dataset, variants, title):
         if extra.get("cuda_graph") and device.type != "cuda":
             continue
         for k in args.ks:
-            results = training.train_pack(
+            trainees = train_pack(
                 cells(k, args.depth, args.width, args.batch_size),
                 dataset,
                 {**SETTINGS, **extra},
                 options,
                 device,
             )
-            seconds = second_epoch_seconds(results[0][1])
-            del results
+            seconds = sum(second_epoch_seconds(t.runs[0].history) for t in trainees)
+            del trainees
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the graphs' pools of this variant
             per_step = seconds / args.steps
@@ -143,7 +150,7 @@ def memory_per_member(args, device, dataset):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        training.train_pack(pack, dataset, {**SETTINGS, "pack_backend": backend}, options, device)
+        train_pack(pack, dataset, {**SETTINGS, "pack_backend": backend}, options, device)
         peak = torch.cuda.max_memory_allocated(device) - base
         print(
             f"2. memory, {backend}, depth {args.memory_depth}, pack of {k}: peak "
@@ -158,12 +165,12 @@ def agreement(args, device, dataset):
     pack = cells(4, depth, args.width, args.batch_size, epochs=3)
 
     def first_member(settings):
-        return training.train_pack(pack, dataset, settings, options, device)[0]
+        return train_pack(pack, dataset, settings, options, device)[0].runs[0]
 
-    def losses(result):
-        return [row["train_loss"] for row in result[1] if row["epoch"] >= 1]
+    def losses(run):
+        return [row["train_loss"] for row in run.history if row["epoch"] >= 1]
 
-    alone = [training.train_run(pack[0], dataset, SETTINGS, options, device) for _ in "ab"]
+    alone = [first_member(SETTINGS) for _ in "ab"]  # a loop pack's first run: alone
     floor = max_relative_difference(losses(alone[1]), losses(alone[0]))
     print(f"3. agreement, depth {depth}, 3 epochs, max |Δ train_loss| / loss against alone:")
     print(f"   alone (noise floor) {floor:.2e}")

@@ -167,7 +167,9 @@ def time_throughput(depth, epochs, repeats=3):
     # Alternated, best of each: a shared machine's speed drifts between runs.
     ours_times, ref_times = [], []
     for _ in range(repeats):
-        ours_times.append(seconds(lambda: train.train_run(cell, dataset, settings)))
+        ours_times.append(
+            seconds(lambda: train.train(train.Run(cell, dataset, settings), dataset, settings))
+        )
         ref_times.append(seconds(lambda: reference_loop(cell, dataset, settings)))
     ours, ref = samples / min(ours_times), samples / min(ref_times)
     steps = math.ceil(len(dataset.y_train) / cell["batch_size"]) * epochs

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TRAIN_SETTINGS
+from training import train_run
 
 from resdepth import capacity, data, grid, plots, train
 
@@ -84,8 +85,8 @@ def test_clipping_keeps_a_run_past_the_stability_limit_finite():
     digits = data.Prepared(num_classes=10, **data.digits_tensors(0.25, split_seed=0))
     cell = dict(dataset="digits", arch="mlp", depth=16, scaling="one", seed=0, width=64)
     cell.update(lr=0.02, epochs=2, batch_size=128)
-    unclipped, _, _ = train.train_run(cell, digits, TRAIN_SETTINGS)
-    clipped, history, _ = train.train_run({**cell, "grad_clip": 1.0}, digits, TRAIN_SETTINGS)
+    unclipped, _, _ = train_run(cell, digits, TRAIN_SETTINGS)
+    clipped, history, _ = train_run({**cell, "grad_clip": 1.0}, digits, TRAIN_SETTINGS)
     assert unclipped["status"] == "diverged"
     assert clipped["status"] == "ok" and clipped["grad_clip"] == 1.0
     assert all(math.isfinite(row["train_loss"]) for row in history)

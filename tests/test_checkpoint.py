@@ -12,9 +12,10 @@ import psutil
 import pytest
 import torch
 from conftest import TRAIN_SETTINGS, optimizer_hooks, pack_of, tiny_config
+from training import train_run
 from uninterrupted import assert_matches_uninterrupted_run, wait_for, without_wall_time
 
-from resdepth import checkpoint, data, grid, jobs, train
+from resdepth import checkpoint, data, grid, jobs, provenance
 
 SETTINGS = {**TRAIN_SETTINGS, "checkpoint_every": 1}
 CELL = dict(dataset="digits", arch="mlp", depth=3, scaling="inv_sqrt", seed=0)
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # every run bit for bit like
 
 @pytest.fixture(scope="module")
 def uninterrupted(digits, one_thread):
-    return train.train_run(CELL, digits, SETTINGS)
+    return train_run(CELL, digits, SETTINGS)
 
 
 def assert_same_run(a, b):
@@ -72,26 +73,26 @@ def test_interrupted_run_resumes_to_the_same_result(
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, stop_step, effect)
     with pytest.raises(checkpoint.Interrupted if effect == "signal" else Killed):
-        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+        train_run(CELL, digits, SETTINGS, checkpoint_path=path)
     saved = checkpoint.load_verified(path)["progress"]
     expected = (2, stop_step - STEPS_PER_EPOCH) if effect == "signal" else (2, 0)
     assert (saved["epoch"], saved["batches_done"]) == expected
 
     monkeypatch.undo()
-    assert_same_run(train.train_run(CELL, digits, SETTINGS, checkpoint_path=path), uninterrupted)
+    assert_same_run(train_run(CELL, digits, SETTINGS, checkpoint_path=path), uninterrupted)
 
 
 def test_resumed_run_draws_the_same_hutchinson_gc_probes(digits, tmp_path, monkeypatch):
     """The GC tracker's probe generator is checkpointed like the data's."""
     gc = {"every": 1, "inputs": 32, "method": "hutchinson", "probes": 2, "chunk_size": 32}
     settings = {**SETTINGS, "gc": gc}
-    uninterrupted = train.train_run(CELL, digits, settings)
+    uninterrupted = train_run(CELL, digits, settings)
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
     with pytest.raises(checkpoint.Interrupted):
-        train.train_run(CELL, digits, settings, checkpoint_path=path)
+        train_run(CELL, digits, settings, checkpoint_path=path)
     monkeypatch.undo()
-    resumed = train.train_run(CELL, digits, settings, checkpoint_path=path)
+    resumed = train_run(CELL, digits, settings, checkpoint_path=path)
     assert [row["gc"] for row in resumed[1]] == [row["gc"] for row in uninterrupted[1]]
     assert_same_run(resumed, uninterrupted)
 
@@ -103,7 +104,7 @@ def test_resumed_run_continues_the_global_random_stream(digits, tmp_path, monkey
 
     def train_drawing(**kwargs):
         with optimizer_hooks(after=lambda optimizer: draws.append(torch.rand(()).item())):
-            return train.train_run(CELL, digits, SETTINGS, **kwargs)
+            return train_run(CELL, digits, SETTINGS, **kwargs)
 
     train_drawing()
     uninterrupted, draws = draws, []
@@ -124,13 +125,13 @@ def test_checkpoint_of_other_settings_or_code_is_ignored(
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, 5, "signal")
     if changed == "code":
-        monkeypatch.setattr(checkpoint, "code_digest", lambda: "digest of older code")
+        monkeypatch.setattr(provenance, "code_digest", lambda: "digest of older code")
     settings = {**SETTINGS, "weight_decay": 0.0} if changed == "settings" else SETTINGS
     with pytest.raises(checkpoint.Interrupted):
-        train.train_run(CELL, digits, settings, checkpoint_path=path)
+        train_run(CELL, digits, settings, checkpoint_path=path)
     monkeypatch.undo()
     with caplog.at_level("WARNING", logger="resdepth.checkpoint"):
-        rerun = train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+        rerun = train_run(CELL, digits, SETTINGS, checkpoint_path=path)
     assert "ignoring checkpoint" in caplog.text
     assert_same_run(rerun, uninterrupted)
 
@@ -142,11 +143,11 @@ def test_checkpoint_resumes_under_other_execution_settings(
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
     with pytest.raises(checkpoint.Interrupted):
-        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+        train_run(CELL, digits, SETTINGS, checkpoint_path=path)
     monkeypatch.undo()
     execution = {"checkpoint_every": 5, "gpu": True, "cuda_graph": True}
     with caplog.at_level("INFO", logger="resdepth.checkpoint"):
-        resumed = train.train_run(CELL, digits, {**SETTINGS, **execution}, checkpoint_path=path)
+        resumed = train_run(CELL, digits, {**SETTINGS, **execution}, checkpoint_path=path)
     assert "resumed from" in caplog.text and "ignoring checkpoint" not in caplog.text
     assert_same_run(resumed, uninterrupted)
 
@@ -155,7 +156,7 @@ def test_unreadable_checkpoint_is_named(digits, tmp_path):
     path = tmp_path / "run.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="(?s)run.pt.*delete it"):
-        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+        train_run(CELL, digits, SETTINGS, checkpoint_path=path)
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
@@ -180,47 +181,11 @@ def test_corrupted_checkpoint_is_refused_naming_the_file(digits, tmp_path, monke
     path = tmp_path / "run.pt"
     stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
     with pytest.raises(checkpoint.Interrupted):
-        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
+        train_run(CELL, digits, SETTINGS, checkpoint_path=path)
     monkeypatch.undo()
     flip_bytes_in_the_middle(path)
     with pytest.raises(checkpoint.Corrupted, match="(?s)run.pt is corrupted.*delete it"):
-        train.train_run(CELL, digits, SETTINGS, checkpoint_path=path)
-
-
-def finished_outputs(tmp_path):
-    """Three output files of a job, as the train job writes them."""
-    outputs = [tmp_path / "runs" / name for name in ("model.pt", "history.csv", "metrics.json")]
-    outputs[0].parent.mkdir()
-    for i, path in enumerate(outputs):
-        path.write_bytes(bytes(range(i, 256)))
-    return outputs
-
-
-IDENTITY = {"cell": CELL, "code": "digest"}
-
-
-def test_finished_run_is_recovered_after_its_outputs_were_deleted(tmp_path):
-    outputs = finished_outputs(tmp_path)
-    contents = [path.read_bytes() for path in outputs]
-    saved = tmp_path / "checkpoints" / "run.pt"
-    checkpoint.keep_finished(outputs, IDENTITY, saved)
-    for path in outputs:
-        path.unlink()
-    assert not checkpoint.recover_finished(outputs, {**IDENTITY, "code": "other"}, saved)
-    assert not any(path.exists() for path in outputs)
-    assert checkpoint.recover_finished(outputs, IDENTITY, saved)
-    assert [path.read_bytes() for path in outputs] == contents
-    assert not checkpoint.recover_finished(outputs, IDENTITY, tmp_path / "other.pt")
-
-
-def test_corrupted_finished_run_is_refused_naming_the_file(tmp_path):
-    outputs = finished_outputs(tmp_path)
-    saved = tmp_path / "checkpoints" / "run.pt"
-    checkpoint.keep_finished(outputs, IDENTITY, saved)
-    outputs[0].unlink()
-    flip_bytes_in_the_middle(checkpoint.finished_dir(saved) / "model.pt")
-    with pytest.raises(checkpoint.Corrupted, match="(?s)model.pt is corrupted.*delete"):
-        checkpoint.recover_finished(outputs, IDENTITY, saved)
+        train_run(CELL, digits, SETTINGS, checkpoint_path=path)
 
 
 def test_corrupted_model_is_refused_naming_the_file(tmp_path):
@@ -254,7 +219,7 @@ def sigterm_mid_training(workflow, config, run_id):
     finish, or has) let it run to the end and return None."""
     epochs = config["grid"]["epochs"][0]
     pack_id = pack_of(config, run_id)
-    saved = workflow.path(f"results/checkpoints/{pack_id}.pt")
+    saved = workflow.path(f"results/checkpoints/{run_id}.pt")  # the run's own checkpoint
     log = workflow.path(f"results/logs/train/{pack_id}.log")
     command = [sys.executable, "-m", "snakemake", "--cores", "1"]
     command += [f"results/runs/{run_id}/metrics.json"]
@@ -311,7 +276,7 @@ def test_sigterm_to_a_training_job_then_rerun_equals_an_uninterrupted_run(workfl
     else:
         pytest.fail("every training run finished before the test could signal it")
     target = workflow.path(f"results/runs/{run_id}/metrics.json")
-    saved = workflow.path(f"results/checkpoints/{pack_of(config, run_id)}.pt")
+    saved = workflow.path(f"results/checkpoints/{run_id}.pt")
     log = workflow.path(f"results/logs/train/{pack_of(config, run_id)}.log")
     assert returncode not in (0, 124, 137)  # failed, not timed out
     assert not target.exists() and saved.exists()

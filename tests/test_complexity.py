@@ -2,8 +2,9 @@ import pytest
 import torch
 from conftest import TRAIN_SETTINGS
 from torch import nn
+from training import train_run
 
-from resdepth import complexity, models, train
+from resdepth import complexity, models
 from resdepth.complexity import geometric_complexity
 
 
@@ -159,7 +160,7 @@ def digits_cell(**overrides):
 
 
 def test_gc_is_recorded_at_init_every_k_epochs_and_at_the_end(digits):
-    _, history, model = train.train_run(digits_cell(), digits, {**SETTINGS, "gc": GC_EVERY_2})
+    _, history, model = train_run(digits_cell(), digits, {**SETTINGS, "gc": GC_EVERY_2})
     assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4, 5]
     assert [row["epoch"] for row in history if "gc" in row] == [0, 2, 4, 5]
     assert all(row["gc"] > 0 and row["gc_stderr"] == 0 for row in history if "gc" in row)
@@ -169,8 +170,8 @@ def test_gc_is_recorded_at_init_every_k_epochs_and_at_the_end(digits):
 
 def test_gc_tracking_does_not_change_training(digits):
     hutchinson = {**GC_EVERY_2, "every": 1, "method": "hutchinson", "probes": 2}
-    plain, _, model_plain = train.train_run(digits_cell(epochs=2), digits, SETTINGS)
-    tracked, _, model_tracked = train.train_run(
+    plain, _, model_plain = train_run(digits_cell(epochs=2), digits, SETTINGS)
+    tracked, _, model_tracked = train_run(
         digits_cell(epochs=2), digits, {**SETTINGS, "gc": hutchinson}
     )
     assert tracked["test_loss"] == plain["test_loss"]
@@ -185,7 +186,7 @@ def test_gc_tracking_off_does_no_gc_work(digits, monkeypatch, gc_settings):
 
     monkeypatch.setattr(complexity, "geometric_complexity", forbidden)
     settings = SETTINGS if gc_settings is None else {**SETTINGS, "gc": gc_settings}
-    _, history, _ = train.train_run(digits_cell(epochs=2), digits, settings)
+    _, history, _ = train_run(digits_cell(epochs=2), digits, settings)
     assert [row["epoch"] for row in history] == [1, 2]
     assert not any("gc" in row for row in history)
 

@@ -1,5 +1,5 @@
-"""Packs: the planner (torch-free) and the packed training loop, whose every member must
-end bit for bit as the same run trained alone."""
+"""Packs: the planner (torch-free), a pack's runs trained as its job trains them (each
+must end bit for bit as the same run trained alone) and the packed backend."""
 
 import copy
 
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import yaml
 from conftest import REPO, TRAIN_SETTINGS, default_config, tiny_config
 from test_checkpoint import Killed, stop_at_step
+from training import train_pack, train_run
 from uninterrupted import without_wall_time
 
 from resdepth import checkpoint, data, grid, models, packed, packs, scalings, train
@@ -127,8 +128,9 @@ def test_adding_a_seed_plans_only_the_new_seed_packs(finished):
 
 @pytest.mark.workflow
 def test_a_deleted_run_output_retrains_its_pack_alone(finished, tmp_path):
-    """A pack is one job: a missing file of one run retrains its pack (every member, to
-    the same bits) and nothing else."""
+    """A pack is one job: a missing file of one run reruns its pack's job and nothing
+    else (the job recovers its finished runs instead of training them again,
+    tests/test_robustness.py, tests/test_train_job.py)."""
     workflow = finished.copy_to(tmp_path)
     _, plan = packs.training_packs(tiny_config())
     pack_id = next(p for p, members in plan.items() if len(members) > 1)
@@ -178,9 +180,9 @@ def test_every_member_of_a_pack_ends_as_it_would_alone(digits):
     cells = [digits_cell(s, seed) for s, seed in [("one", 0), ("inv", 1), (0.3, 0)]]
     cells += [digits_cell("bn", 2), digits_cell("skipinit", 0)]
     settings = {**SETTINGS, "gc": GC}
-    packed = train.train_pack(cells, digits, settings)
+    packed = train_pack(cells, digits, settings)
     for cell, member in zip(cells, packed, strict=True):
-        assert_same_run(member, train.train_run(cell, digits, settings))
+        assert_same_run(member, train_run(cell, digits, settings))
 
 
 def tiny_images(n_train=48, n_test=16, seed=0):
@@ -213,11 +215,11 @@ def test_members_get_the_batches_and_augmented_images_of_a_run_alone(monkeypatch
     monkeypatch.setattr(train.TrainStep, "__call__", recording)
     cells = [conv_cell("inv", 0), conv_cell("one", 1), conv_cell(0.5, 2)]
     options = {"stem_stride": 2}
-    train.train_pack(cells, images, SETTINGS, options)
+    train_pack(cells, images, SETTINGS, options)
     packed = list(seen.values())
     for k, cell in enumerate(cells):
         seen.clear()
-        train.train_run(cell, images, SETTINGS, options)
+        train_run(cell, images, SETTINGS, options)
         (alone,) = seen.values()
         assert len(alone) == len(packed[k]) == 2 * 3
         for (x_pack, y_pack), (x_alone, y_alone) in zip(packed[k], alone, strict=True):
@@ -230,14 +232,14 @@ def test_a_diverging_member_leaves_the_others_bit_identical(digits):
     """λ = 1000 overflows at once: the member is recorded diverged at the epoch and step
     of its run alone; its pack mates end exactly as alone."""
     exploding, healthy = digits_cell(1000.0, depth=8), digits_cell("inv", 1, depth=8)
-    alone = train.train_run(exploding, digits, SETTINGS)
+    alone = train_run(exploding, digits, SETTINGS)
     # Alone, it stops at the end of its first epoch (step 2 is its first NaN loss).
     assert (alone[0]["status"], alone[0]["diverged_epoch"], alone[1]) == ("diverged", 1, [])
-    packed = train.train_pack([exploding, healthy], digits, SETTINGS)
+    packed = train_pack([exploding, healthy], digits, SETTINGS)
     assert_same_run(packed[0], alone)
     assert packed[0][0]["diverged_step"] == alone[0]["diverged_step"]
     assert packed[1][0]["status"] == "ok"
-    assert_same_run(packed[1], train.train_run(healthy, digits, SETTINGS))
+    assert_same_run(packed[1], train_run(healthy, digits, SETTINGS))
 
 
 PACK = [digits_cell(1000.0, depth=8), digits_cell("inv", 1, depth=8), digits_cell(0.5, 0, 8)]
@@ -255,13 +257,12 @@ def test_interrupted_pack_resumes_to_the_same_result(
     digits, tmp_path, monkeypatch, stop_step, effect
 ):
     settings = {**SETTINGS, "gc": GC}
-    uninterrupted = train.train_pack(PACK, digits, settings)
-    path = tmp_path / "pack.pt"
+    uninterrupted = train_pack(PACK, digits, settings)
     stop_at_step(monkeypatch, stop_step, effect)
     with pytest.raises(checkpoint.Interrupted if effect == "signal" else Killed):
-        train.train_pack(PACK, digits, settings, checkpoint_path=path)
+        train_pack(PACK, digits, settings, checkpoints=tmp_path)
     monkeypatch.undo()
-    resumed = train.train_pack(PACK, digits, settings, checkpoint_path=path)
+    resumed = train_pack(PACK, digits, settings, checkpoints=tmp_path)
     assert resumed[0][0]["status"] == "diverged"
     for member, expected in zip(resumed, uninterrupted, strict=True):
         assert_same_run(member, expected)
@@ -269,9 +270,7 @@ def test_interrupted_pack_resumes_to_the_same_result(
 
 def test_a_pack_refuses_runs_of_other_lengths(digits):
     with pytest.raises(ValueError, match="epochs, batch_size and lr"):
-        train.train_pack(
-            [digits_cell("inv"), {**digits_cell("one"), "epochs": 3}], digits, SETTINGS
-        )
+        train_pack([digits_cell("inv"), {**digits_cell("one"), "epochs": 3}], digits, PACKED)
 
 
 # The packed backend: the members as one model, equal to runs alone up to rounding.
@@ -324,9 +323,9 @@ def test_packed_backend_trains_each_member_as_alone_to_rounding(digits, family):
     solo model and reproduces the test accuracy it reported."""
     cells = [digits_cell(s, seed) for seed, s in enumerate(FAMILIES[family])]
     for cell, (metrics, history, model) in zip(
-        cells, train.train_pack(cells, digits, PACKED), strict=True
+        cells, train_pack(cells, digits, PACKED), strict=True
     ):
-        alone_metrics, alone_history, _ = train.train_run(cell, digits, SETTINGS)
+        alone_metrics, alone_history, _ = train_run(cell, digits, SETTINGS)
         assert metrics["status"] == alone_metrics["status"] == "ok"
         for row, alone_row in zip(history, alone_history, strict=True):
             for key in ("train_loss", "test_loss"):
@@ -341,10 +340,10 @@ def test_packed_backend_keeps_a_diverging_member_to_itself(digits):
     """Member 1's numbers are the same, bit for bit, whether member 0 explodes or not;
     member 0 is recorded diverged where it diverges alone."""
     healthy = digits_cell("inv", 1, depth=8)
-    exploding = train.train_pack([digits_cell(1000.0, depth=8), healthy], digits, PACKED)
-    calm = train.train_pack([digits_cell(0.5, depth=8), healthy], digits, PACKED)
+    exploding = train_pack([digits_cell(1000.0, depth=8), healthy], digits, PACKED)
+    calm = train_pack([digits_cell(0.5, depth=8), healthy], digits, PACKED)
     assert_same_run(exploding[1], calm[1])
-    alone = train.train_run(digits_cell(1000.0, depth=8), digits, SETTINGS)
+    alone = train_run(digits_cell(1000.0, depth=8), digits, SETTINGS)
     assert exploding[0][0]["status"] == "diverged" and calm[1][0]["status"] == "ok"
     for key in ("diverged_epoch", "diverged_step"):
         assert exploding[0][0][key] == alone[0][key]
@@ -352,13 +351,12 @@ def test_packed_backend_keeps_a_diverging_member_to_itself(digits):
 
 def test_interrupted_packed_pack_resumes_to_the_same_result(digits, tmp_path, monkeypatch):
     settings = {**PACKED, "gc": GC}
-    uninterrupted = train.train_pack(PACK, digits, settings)
-    path = tmp_path / "pack.pt"
+    uninterrupted = train_pack(PACK, digits, settings)
     stop_at_step(monkeypatch, STEPS_PER_EPOCH + 4, "signal")
     with pytest.raises(checkpoint.Interrupted):
-        train.train_pack(PACK, digits, settings, checkpoint_path=path)
+        train_pack(PACK, digits, settings, checkpoints=tmp_path)
     monkeypatch.undo()
-    resumed = train.train_pack(PACK, digits, settings, checkpoint_path=path)
+    resumed = train_pack(PACK, digits, settings, checkpoints=tmp_path)
     for member, expected in zip(resumed, uninterrupted, strict=True):
         assert_same_run(member, expected)
 

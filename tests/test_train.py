@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TRAIN_SETTINGS, optimizer_hooks
+from training import train_run
 
-from resdepth import grid, packs, train
+from resdepth import grid, packs
 
 SETTINGS = TRAIN_SETTINGS
 STEPS_PER_EPOCH = 11  # ceil(1347 digits in the train split / batch 128); the last has 67
@@ -21,7 +22,7 @@ def cell(**overrides):
 
 
 def test_short_digits_run_learns(digits):
-    metrics, history, _ = train.train_run(cell(), digits, SETTINGS, device=torch.device("cpu"))
+    metrics, history, _ = train_run(cell(), digits, SETTINGS, device=torch.device("cpu"))
     assert metrics["status"] == "ok"
     assert metrics["test_acc"] > 0.90
     assert [row["epoch"] for row in history] == list(range(1, 9))
@@ -30,9 +31,9 @@ def test_short_digits_run_learns(digits):
 
 def test_training_is_deterministic_given_the_seed(digits):
     c = cell(epochs=2, depth=3)
-    first, _, model_a = train.train_run(c, digits, SETTINGS)
-    second, _, model_b = train.train_run(c, digits, SETTINGS)
-    third, _, _ = train.train_run({**c, "seed": 1}, digits, SETTINGS)
+    first, _, model_a = train_run(c, digits, SETTINGS)
+    second, _, model_b = train_run(c, digits, SETTINGS)
+    third, _, _ = train_run({**c, "seed": 1}, digits, SETTINGS)
     assert first["test_loss"] == second["test_loss"]
     for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -40,9 +41,7 @@ def test_training_is_deterministic_given_the_seed(digits):
 
 
 def test_deep_lambda_one_tower_is_recorded_as_diverged(digits):
-    metrics, history, _ = train.train_run(
-        cell(depth=200, scaling="one", epochs=3), digits, SETTINGS
-    )
+    metrics, history, _ = train_run(cell(depth=200, scaling="one", epochs=3), digits, SETTINGS)
     assert metrics["status"] == "diverged"
     assert metrics["diverged_epoch"] == 1 and metrics["diverged_step"] >= 1
     assert metrics["test_acc"] is None and history == []
@@ -89,7 +88,7 @@ def recorded_run(digits):
     """A tiny run with weight decay strong enough to see in every step, and a warm-up of
     more than one epoch (so that epochs and steps cannot be confused), every step recorded."""
     settings = {**SETTINGS, "weight_decay": 0.01, "warmup_epochs": 2}
-    steps, _ = optimizer_steps(lambda: train.train_run(tiny_cell(), digits, settings))
+    steps, _ = optimizer_steps(lambda: train_run(tiny_cell(), digits, settings))
     return settings, steps
 
 
@@ -129,7 +128,7 @@ def test_every_step_is_sgd_with_nesterov_momentum_and_weight_decay(recorded_run)
 def test_test_metrics_are_those_of_the_eval_mode_model_on_the_test_split(digits):
     """With BatchNorm, a model evaluated in training mode (batch statistics) or on the
     training split reports other numbers than the model it returns."""
-    metrics, history, model = train.train_run(tiny_cell(scaling="bn"), digits, SETTINGS)
+    metrics, history, model = train_run(tiny_cell(scaling="bn"), digits, SETTINGS)
     with torch.no_grad():
         logits = model.eval()(digits.x_test)
     loss = F.cross_entropy(logits, digits.y_test).item()
@@ -148,8 +147,8 @@ def test_the_test_split_leaves_no_trace_in_the_trained_model(digits):
     noise = torch.randn(digits.x_test.shape, generator=torch.Generator().manual_seed(0))
     other = dataclasses.replace(digits, x_test=3 * noise + 1)
     c = tiny_cell(scaling="bn", epochs=2)
-    metrics, _, model = train.train_run(c, digits, SETTINGS)
-    other_metrics, _, other_model = train.train_run(c, other, SETTINGS)
+    metrics, _, model = train_run(c, digits, SETTINGS)
+    other_metrics, _, other_model = train_run(c, other, SETTINGS)
     assert other_metrics["test_loss"] != metrics["test_loss"]
     assert other_metrics["train_loss"] == metrics["train_loss"]
     state, other_state = model.state_dict(), other_model.state_dict()
@@ -172,7 +171,7 @@ def test_divergence_is_recorded_at_the_first_non_finite_step(digits, bad_step):
                         p.fill_(math.nan)
 
     with optimizer_hooks(after=poison):
-        metrics, history, _ = train.train_run(tiny_cell(), digits, SETTINGS)
+        metrics, history, _ = train_run(tiny_cell(), digits, SETTINGS)
     epoch = math.ceil(bad_step / STEPS_PER_EPOCH)
     assert metrics["status"] == "diverged"
     assert (metrics["diverged_epoch"], metrics["diverged_step"]) == (epoch, bad_step)

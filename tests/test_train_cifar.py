@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+from training import train_run
 
 from resdepth import data, models, train
 
@@ -45,13 +46,13 @@ def cell(**overrides):
 
 
 def test_conv_with_augmentation_and_bf16_learns_on_cpu():
-    metrics, history, _ = train.train_run(cell(), cifar_like(), {**SETTINGS, **FAST}, CONV)
+    metrics, history, _ = train_run(cell(), cifar_like(), {**SETTINGS, **FAST}, CONV)
     assert metrics["status"] == "ok" and len(history) == 3
     assert metrics["test_acc"] > 0.5  # chance is 0.1
 
 
 def test_augmented_training_is_deterministic_and_uses_the_augmentation():
-    run = functools.partial(train.train_run, cell(epochs=1), settings=SETTINGS, arch_options=CONV)
+    run = functools.partial(train_run, cell(epochs=1), settings=SETTINGS, arch_options=CONV)
     first, _, model_a = run(data=cifar_like())
     second, _, model_b = run(data=cifar_like())
     plain, _, _ = run(data=cifar_like(augment=False))
@@ -75,9 +76,9 @@ def test_compile_option_compiles_every_branch_into_one_shared_graph(monkeypatch)
     torch._dynamo.reset()
     counters.clear()
     options = {**SETTINGS, **FAST, "compile": True}
-    metrics, _, model = train.train_run(cell(depth=6, epochs=1), cifar_like(), options, CONV)
+    metrics, _, model = train_run(cell(depth=6, epochs=1), cifar_like(), options, CONV)
     monkeypatch.undo()
-    reference = train.train_run(cell(depth=6, epochs=1), cifar_like(), {**SETTINGS, **FAST}, CONV)
+    reference = train_run(cell(depth=6, epochs=1), cifar_like(), {**SETTINGS, **FAST}, CONV)
     assert metrics["status"] == "ok"
     assert len(compiled) == 6
     assert counters["stats"]["unique_graphs"] <= 2  # training and evaluation, not 6 of each
@@ -85,7 +86,7 @@ def test_compile_option_compiles_every_branch_into_one_shared_graph(monkeypatch)
 
 
 def test_cuda_graph_option_changes_nothing_on_a_cpu():
-    run = functools.partial(train.train_run, cell(epochs=1), cifar_like(), arch_options=CONV)
+    run = functools.partial(train_run, cell(epochs=1), cifar_like(), arch_options=CONV)
     eager, _, eager_model = run(settings=SETTINGS)
     graphed, _, graphed_model = run(settings={**SETTINGS, "cuda_graph": True})
     assert graphed["train_loss"] == eager["train_loss"]
@@ -103,7 +104,7 @@ def test_short_cifar_job_on_the_gpu_with_speed_options(speed):
     device = torch.device("cuda")
     options = {**SETTINGS, **FAST, speed: True}
     dataset = cifar_like(n_train=2048, n_test=512, device=device)
-    metrics, history, model = train.train_run(
+    metrics, history, model = train_run(
         cell(depth=8, width=32, batch_size=128, epochs=2, lr=0.005), dataset, options, CONV, device
     )
     assert metrics["status"] == "ok" and len(history) == 2
@@ -122,8 +123,8 @@ def test_cuda_graph_trains_like_the_eager_loop(scaling, monkeypatch):
     device = torch.device("cuda")
     dataset = cifar_like(n_train=300, n_test=100, device=device)  # 4 batches of 64, then 44
     run = cell(depth=4, width=16, batch_size=64, epochs=2, scaling=scaling)
-    eager, eager_history, eager_model = train.train_run(run, dataset, SETTINGS, CONV, device)
-    graphed, graphed_history, graphed_model = train.train_run(
+    eager, eager_history, eager_model = train_run(run, dataset, SETTINGS, CONV, device)
+    graphed, graphed_history, graphed_model = train_run(
         run, dataset, {**SETTINGS, "cuda_graph": True}, CONV, device
     )
     assert graphed["status"] == eager["status"] == "ok"

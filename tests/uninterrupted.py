@@ -5,6 +5,7 @@ import time
 
 import pandas as pd
 import torch
+from training import train_run
 
 from resdepth import data, packs, train
 
@@ -34,9 +35,7 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     threads = torch.get_num_threads()
     torch.set_num_threads(config["training"]["threads"])
     try:
-        expected_metrics, expected_history, model = train.train_run(
-            cell, dataset, config["training"]
-        )
+        expected_metrics, expected_history, model = train_run(cell, dataset, config["training"])
     finally:
         torch.set_num_threads(threads)
     expected_metrics = {"run_id": run_id, **expected_metrics}

@@ -1,8 +1,8 @@
-"""Checkpoints that let an interrupted training run finish as if it had never stopped.
+"""Checkpoints that let interrupted training finish as if it had never stopped.
 
 SLURM ends a job with SIGTERM (preemption, ``scancel``, time limit; the SLURM profile asks
 for it two minutes before the limit), and some sites warn with SIGUSR1 first. Inside
-``with signals_request_stop():`` (the train rule's entry point) both signals only record a
+``with signals_request_stop():`` (the training job, train_job.py) both signals only record a
 request; the training loop checks ``stop_requested()`` after every step, saves everything
 the rest of the run depends on (weights, optimizer buffers, every random generator, its
 place in the epoch, the history so far) and raises ``Interrupted``, so the job fails and
@@ -21,14 +21,12 @@ import io
 import json
 import logging
 import os
-import shutil
 import signal
-import sys
 from pathlib import Path
 
 import torch
 
-from resdepth.data import sha256
+from resdepth import provenance
 
 log = logging.getLogger(__name__)
 
@@ -105,106 +103,33 @@ def load_verified(path, map_location="cpu"):
     return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
 
 
-def code_digest():
-    """sha256 of the source of every loaded ``resdepth`` module: the code computing the run."""
-    digest = hashlib.sha256()
-    for name in sorted(m for m in sys.modules if m.split(".")[0] == "resdepth"):
-        if getattr(sys.modules[name], "__file__", None):
-            digest.update(Path(sys.modules[name].__file__).read_bytes())
-    return digest.hexdigest()
-
-
 def discard(path):
-    """Delete a finished run's checkpoint (it would otherwise be resumed by a rerun)."""
+    """Delete a finished trainee's checkpoint (it would otherwise be resumed by a rerun)."""
     Path(path).unlink(missing_ok=True)
 
 
-# --- Finished runs -----------------------------------------------------------------
-# A job can finish after Snakemake stopped watching it (Ctrl-C to Snakemake alone, a lost
-# cluster connection): Snakemake then marks its outputs incomplete and deletes them
-# before rerunning the job, and an output deleted by hand is rebuilt the same way. Both
-# reruns recover the finished run instead of training it again: the job keeps its
-# outputs beside its checkpoint (hard links, no extra space while the outputs exist),
-# with a record of what they were computed from and their sha256, written last.
-
-
-def finished_dir(checkpoint_path):
-    """Where the finished outputs of the run checkpointed at ``checkpoint_path`` are kept."""
-    return Path(checkpoint_path).with_suffix(".finished")
-
-
-def _link_or_copy(source, target):
-    """``target`` becomes ``source``'s bytes: a hard link, a copy across file systems."""
-    tmp = Path(target).with_name(Path(target).name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-def keep_finished(outputs, identity, checkpoint_path):
-    """Keep a finished job's ``outputs`` (paths with distinct names) under
-    ``finished_dir``, with ``identity`` (what they were computed from) and their sha256."""
-    kept = finished_dir(checkpoint_path)
-    shutil.rmtree(kept, ignore_errors=True)
-    kept.mkdir(parents=True)
-    for output in map(Path, outputs):
-        _link_or_copy(output, kept / output.name)
-    record = {"identity": identity, "sha256": {Path(o).name: sha256(o) for o in outputs}}
-    (kept / "record.json").write_text(json.dumps(record, indent=2) + "\n")  # last: complete
-
-
-def recover_finished(outputs, identity, checkpoint_path):
-    """Put back the ``outputs`` kept by ``keep_finished`` for the same ``identity``;
-    return whether it did. Kept files whose sha256 changed are an error."""
-    kept = finished_dir(checkpoint_path)
-    record_path = kept / "record.json"
-    if not record_path.exists():
-        return False
-    record = json.loads(record_path.read_text())
-    if record["identity"] != json.loads(json.dumps(identity)):
-        log.info("not recovering %s: computed from other inputs, settings or code", kept)
-        return False
-    for output in map(Path, outputs):
-        if sha256(kept / output.name) != record["sha256"][output.name]:
-            raise Corrupted(
-                f"{kept / output.name} is corrupted (its sha256 differs from {record_path}); "
-                f"delete {kept} to train this run from scratch"
-            )
-    for output in map(Path, outputs):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(kept / output.name, output)
-    log.info("recovered the finished run's outputs from %s", kept)
-    return True
-
-
 class Checkpointer:
-    """Saves and restores a run's model, optimizer, random generators and progress.
+    """Saves and restores a trainee's model, optimizer, random generators and progress.
 
-    ``identity`` (JSON-like: the run's cell and settings) is stored with the state, with
-    the ``code_digest``; a checkpoint saved for another identity or by other code is
-    ignored (resuming it would mix two computations). With ``path=None`` nothing is saved
-    or restored, and ``stop`` just raises.
+    ``identity`` (JSON-like: the trainee's cells and settings) is stored with the state,
+    with the ``provenance.code_digest``; a checkpoint saved for another identity or by
+    other code is ignored (resuming it would mix two computations). With ``path=None``
+    nothing is saved or restored, and ``stop`` just raises.
     """
 
     def __init__(self, path, identity, model, optimizer, generators):
         self.path = Path(path) if path is not None else None
         # Plain types, as they load back.
-        self.identity = json.loads(json.dumps({**identity, "code": code_digest()}))
+        code = provenance.code_digest()
+        self.identity = json.loads(json.dumps({**identity, "code": code}))
         self.model, self.optimizer, self.generators = model, optimizer, list(generators)
 
-    def save(
-        self, epoch, step, history, seconds, batches_done=0, reason="schedule", **epoch_tensors
-    ):
-        """Save the state before batch ``batches_done`` of ``epoch`` (global ``step``,
-        ``seconds`` of training so far); mid-epoch, with the tensors the epoch needs.
-        ``reason`` (the schedule, or a signal's name) is reported when resuming."""
+    def save(self, progress, reason="schedule"):
+        """Save the state with ``progress`` (where training stands: the loop's dict of
+        plain values and tensors). ``reason`` (the schedule, or a signal's name) is
+        reported when resuming."""
         if self.path is None:
             return
-        progress = dict(epoch=epoch, step=step, history=history, seconds=seconds)
-        progress.update(batches_done=batches_done, **epoch_tensors)
         save_atomic(
             {
                 "identity": self.identity,
@@ -220,18 +145,17 @@ class Checkpointer:
         )
         log.info("checkpoint saved to %s", self.path)
 
-    def stop(self, *progress, **epoch_progress):
+    def stop(self, progress):
         """``save``, then raise ``Interrupted`` naming the signal that asked for it."""
-        self.save(*progress, reason=stop_requested(), **epoch_progress)
+        self.save(progress, reason=stop_requested())
         saved = f"state saved to {self.path}" if self.path else "no checkpoint path, not saved"
         raise Interrupted(f"stopped by {stop_requested()}; {saved}")
 
-    def restore(self, device):
-        """Load the checkpoint into the model, optimizer and generators; return where the
-        run stands (as ``save`` got it, tensors on ``device``): a fresh start without one."""
-        fresh = dict(epoch=1, step=0, history=[], seconds=0.0, batches_done=0)
+    def restore(self):
+        """Load the checkpoint into the model, optimizer and generators; return the
+        ``progress`` it was saved with (tensors on the CPU), or None (a fresh start)."""
         if self.path is None or not self.path.exists():
-            return fresh
+            return None
         try:
             state = load_verified(self.path)
         except Corrupted:
@@ -242,7 +166,7 @@ class Checkpointer:
             ) from error
         if state["identity"] != self.identity:
             log.warning("ignoring checkpoint %s: saved with other settings or code", self.path)
-            return fresh
+            return None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for generator, generator_state in zip(self.generators, state["generators"], strict=True):
@@ -250,10 +174,7 @@ class Checkpointer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        progress = {
-            k: v.to(device) if isinstance(v, torch.Tensor) else v
-            for k, v in state["progress"].items()
-        }
+        progress = state["progress"]
         log.info(
             "resumed from %s (saved on %s) at epoch %d, step %d",
             *(self.path, state["reason"], progress["epoch"], progress["step"]),

@@ -1,4 +1,6 @@
-"""K models of one shape as one model: the ``packed`` backend of ``train.train_pack``.
+"""The ``packed`` backend (``training.pack_backend: packed``): a pack's K runs trained as
+one model, ``PackedRuns``, a trainee of ``train.train``. All of it lives here, so it can be
+switched on, or deleted, in one move.
 
 The members of a pack share arch, depth, width and module family (packs.pack_key), so
 their layers line up. Member k's Linear layers become slice k of a batched matmul, its
@@ -16,6 +18,56 @@ import torch.nn.functional as F
 from torch import nn
 
 from resdepth.models import AtLeastFloat32
+from resdepth.train import Run, TrainStep, apply_speed_options, set_lr, sgd
+
+
+class PackedRuns:
+    """A pack's runs trained as one ``PackedResNet``: the trainee of the packed backend.
+
+    Each run is built as it would be alone (``train.Run``: its weights, batch stream, GC
+    tracker and record). Each step feeds every run its own batch (a diverged run's too:
+    its numbers stay its own) and differentiates the sum of the runs' losses; at the end
+    of an epoch the runs' own models get their weights back (``sync``) for evaluation, GC
+    and outputs.
+    """
+
+    def __init__(self, cells, data, settings, arch_options=None, device=None):
+        if settings.get("compile", False):
+            raise ValueError("training.compile is not supported with pack_backend: packed")
+        if any(cell.get("grad_clip") for cell in cells):  # one norm would mix the runs
+            raise ValueError("capacity.grad_clip is not supported with pack_backend: packed")
+        epochs, batch_size, lr = (cells[0][key] for key in ("epochs", "batch_size", "lr"))
+        if any((c["epochs"], c["batch_size"], c["lr"]) != (epochs, batch_size, lr) for c in cells):
+            raise ValueError("a pack's runs must share epochs, batch_size and lr (packs.pack_key)")
+        self.runs = [Run(cell, data, settings, arch_options, device) for cell in cells]
+        self.device = self.runs[0].device
+        model = PackedResNet([run.model for run in self.runs]).to(self.device)
+        self.packed = apply_speed_options(model, settings)
+        # What a checkpoint saves: the runs' own models (a diverged run's keeps the
+        # weights of its last epoch), then the packed model.
+        self.model = nn.ModuleList([*(run.model for run in self.runs), self.packed])
+        self.optimizer = sgd(self.packed, lr, settings)
+        self.train_step = TrainStep(
+            self.packed, settings, batch_size, self.device, loss_of=member_losses
+        )
+
+    def step(self, data, i, lr):
+        """One SGD step of the packed model on batch ``i`` of each run's epoch."""
+        batches = [run.batch(data, i) for run in self.runs]
+        inputs = torch.stack([x for x, _ in batches], dim=1)  # (N, K, ...)
+        y = torch.stack([y for _, y in batches], dim=1)
+        set_lr(self.optimizer, lr)
+        losses, logits = self.train_step(inputs, y)
+        self.optimizer.step()
+        for k, run in enumerate(self.runs):
+            run.record(i, losses[k], logits[:, k], y[:, k])
+
+    def sync(self):
+        """Copy each run's packed weights into its own model, but for those recorded as
+        diverged, whose model keeps the weights of the epoch they diverged in."""
+        for k, run in enumerate(self.runs):
+            if run.diverged_at is None:
+                run.model.load_state_dict(self.packed.member_state_dict(k))
 
 
 class PackedLinear(nn.Module):

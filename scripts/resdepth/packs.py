@@ -1,4 +1,4 @@
-"""Packs: training runs that one job trains together, in one process (train.train_pack).
+"""Packs: training runs that one job trains, in one process (train_job.train_pack).
 
 Torch-free, because the Snakefile plans one training job per pack.
 
@@ -12,8 +12,9 @@ config's order (the grid's, then the sweep's) and fill a pack up to
 ``training.packing.max_members`` runs and ``gpu_mem_gb`` of estimated GPU memory
 (``cost.member_gpu_bytes``), then start the next (``-p1``, ...).
 
-Packing only changes how runs are executed: a pack's members train in lockstep, each with
-its own model, optimiser, seed and data stream, and end bit for bit as they would alone.
+Packing only changes how runs are executed: a pack's members train one after another,
+each with its own model, optimiser, seed and data stream, and end bit for bit as they would
+alone.
 With ``training.packing.enabled: false`` every run is a pack of one named by its run id.
 """
 

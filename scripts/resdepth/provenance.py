@@ -6,15 +6,15 @@ the ``training`` section is a job param, so a changed result-defining setting re
 run, and ``provenance.training`` says which settings the stored result was trained with.
 """
 
+import hashlib
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import numpy
 import torch
-
-from resdepth.checkpoint import code_digest
 
 #: The folder holding scripts/resdepth/: a git checkout's top level, when it is one.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +24,15 @@ def _git(*args):
     return subprocess.run(
         ["git", "-C", str(SOURCE_ROOT), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def code_digest():
+    """sha256 of the source of every loaded ``resdepth`` module: the code computing the run."""
+    digest = hashlib.sha256()
+    for name in sorted(m for m in sys.modules if m.split(".")[0] == "resdepth"):
+        if getattr(sys.modules[name], "__file__", None):
+            digest.update(Path(sys.modules[name].__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def code_version():

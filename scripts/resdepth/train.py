@@ -1,12 +1,13 @@
-"""Train grid cells: one obvious loop, whole data set on the device, no DataLoader.
+"""Train grid runs: one obvious loop, whole data set on the device, no DataLoader.
 
-The loop (``train_pack``) trains a pack of cells that differ only in their scaling
-(packs.py) in lockstep; a cell alone (``train_run``) is a pack of one. SGD with
-(Nesterov) momentum, linear warm-up then cosine decay to zero, updated every step; the
-gradient norm clipped where the cell says so (``grad_clip``, the λ sweep).
-Deterministic given each cell's seed (weights, batch order and augmentation all derive
-from it). A non-finite loss is a result, not a crash: the run stops and is recorded as
-diverged.
+The loop (``train``) trains one trainee: a ``Run`` (one grid cell's model, optimiser,
+batch stream, GC tracker and record) or, with ``training.pack_backend: packed``, a pack's
+runs as one model (packed.py). A job trains its trainees one after another
+(train_job.py). SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero,
+updated every step; the gradient norm clipped where the cell says so (``grad_clip``, the
+λ sweep). Deterministic given each cell's seed (weights, batch order and augmentation all
+derive from it). A non-finite loss is a result, not a crash: the run stops and is
+recorded as diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
 (autocast), ``channels_last`` (the memory layout tensor cores want for convolutions),
@@ -14,7 +15,7 @@ Speed options of the config's ``training`` section (all off unless set): ``bf16`
 one compiled graph serves all of them, where compiling a 1000-branch model whole would
 take minutes) and ``cuda_graph`` (each step's forward and backward replayed as one CUDA
 graph, see ``TrainStep``). Data sets that ask for it are augmented on the device, batch at once.
-An interrupted run resumes from its checkpoint and ends exactly as if never stopped
+An interrupted trainee resumes from its checkpoint and ends exactly as if never stopped
 (checkpoint.py).
 """
 
@@ -29,8 +30,6 @@ from resdepth import checkpoint
 from resdepth.augment import random_crop_flip
 from resdepth.complexity import GCTracker
 from resdepth.models import build_model
-from resdepth.packed import PackedResNet, member_losses
-from resdepth.scalings import branch_scale
 from resdepth.settings import result_settings
 
 log = logging.getLogger(__name__)
@@ -197,15 +196,17 @@ def evaluate(model, data, x, y, batch_size, settings=None):
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
-class Member:
-    """One run of a pack: its own model, optimiser, data stream, GC tracker and record.
+class Run:
+    """One training run: its own model, optimiser, batch stream, GC tracker and record.
 
-    Built exactly as a run alone would build it: the weights drawn after
-    ``torch.manual_seed(seed)``, batches and augmentation from a generator of its own.
+    The weights are drawn after ``torch.manual_seed(seed)``, batches and augmentation
+    come from a generator of its own, so a run ends the same whatever was trained before
+    it in the process. Trained alone it is a trainee of its own (``runs`` is itself).
     """
 
-    def __init__(self, cell, data, settings, arch_options, device):
-        self.cell = cell
+    def __init__(self, cell, data, settings, arch_options=None, device=None):
+        self.cell, self.arch_options = cell, arch_options or {}
+        self.device = device or data.y_train.device
         torch.manual_seed(cell["seed"])
         model = build_model(
             cell["arch"],
@@ -214,23 +215,46 @@ class Member:
             cell["width"],
             cell["depth"],
             cell["scaling"],
-            **arch_options,
+            **self.arch_options,
         )
-        self.model = apply_speed_options(model.to(device), settings)
+        self.model = apply_speed_options(model.to(self.device), settings)
         self.optimizer = sgd(self.model, cell["lr"], settings)
-        self.batch_order = torch.Generator(device=device).manual_seed(cell["seed"])
-        self.train_step = TrainStep(self.model, settings, cell["batch_size"], device)
+        self.batch_order = torch.Generator(device=self.device).manual_seed(cell["seed"])
+        self.train_step = TrainStep(self.model, settings, cell["batch_size"], self.device)
         self.gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work
         self.history, self.diverged_at = [], None  # diverged_at: (epoch, step)
+        self.wall_time_s = None  # set when training ends
         # The current epoch: batch order, loss per step, correct predictions.
         n_train, steps = len(data.y_train), math.ceil(len(data.y_train) / cell["batch_size"])
-        self.perm = torch.zeros(n_train, dtype=torch.long, device=device)
-        self.losses = torch.zeros(steps, device=device)
-        self.correct = torch.zeros((), device=device)
+        self.perm = torch.zeros(n_train, dtype=torch.long, device=self.device)
+        self.losses = torch.zeros(steps, device=self.device)
+        self.correct = torch.zeros((), device=self.device)
+
+    @property
+    def runs(self):
+        return [self]
 
     @property
     def generators(self):
         return [self.batch_order, self.gc.generator] if self.gc else [self.batch_order]
+
+    def progress(self):
+        """Its record and its place in the epoch, as a checkpoint saves them."""
+        return dict(
+            history=self.history,
+            diverged=self.diverged_at,
+            perm=self.perm,
+            losses=self.losses,
+            correct=self.correct,
+        )
+
+    def resume(self, progress):
+        """Take up the record and epoch that ``progress`` (a checkpoint's) holds."""
+        self.history, self.diverged_at = progress["history"], progress["diverged"]
+        self.perm, self.losses, self.correct = (
+            progress[k].to(self.device) for k in ("perm", "losses", "correct")
+        )
+        self.model.train()
 
     def start_epoch(self):
         self.model.train()
@@ -253,8 +277,8 @@ class Member:
         self.losses[i] = loss
         self.correct += (logits.argmax(-1) == y).sum()
 
-    def train_batch(self, data, i, lr):
-        """SGD step of its own model on batch ``i`` of the epoch at learning rate ``lr``."""
+    def step(self, data, i, lr):
+        """SGD step of its model on batch ``i`` of the epoch at learning rate ``lr``."""
         inputs, y = self.batch(data, i)
         set_lr(self.optimizer, lr)
         loss, logits = self.train_step(inputs, y)
@@ -262,44 +286,8 @@ class Member:
         self.optimizer.step()
         self.record(i, loss, logits, y)
 
-
-class PackedMembers:
-    """The ``packed`` backend: the members' models trained as one ``PackedResNet``.
-
-    Each step feeds every member its own batch (a diverged member's too: its numbers
-    stay its own) and differentiates the sum of the members' losses; at the end of an
-    epoch the members' models get their weights back for evaluation, GC and outputs.
-    """
-
-    def __init__(self, members, settings, device):
-        if settings.get("compile", False):
-            raise ValueError("training.compile is not supported with pack_backend: packed")
-        if any(m.cell.get("grad_clip") for m in members):  # one norm would mix the members
-            raise ValueError("capacity.grad_clip is not supported with pack_backend: packed")
-        model = PackedResNet([m.model for m in members]).to(device)
-        self.model = apply_speed_options(model, settings)
-        cell = members[0].cell
-        self.optimizer = sgd(self.model, cell["lr"], settings)
-        self.train_step = TrainStep(
-            self.model, settings, cell["batch_size"], device, loss_of=member_losses
-        )
-
-    def train_batch(self, members, data, i, lr):
-        batches = [m.batch(data, i) for m in members]
-        inputs = torch.stack([x for x, _ in batches], dim=1)  # (N, K, ...)
-        y = torch.stack([y for _, y in batches], dim=1)
-        set_lr(self.optimizer, lr)
-        losses, logits = self.train_step(inputs, y)
-        self.optimizer.step()
-        for k, m in enumerate(members):
-            m.record(i, losses[k], logits[:, k], y[:, k])
-
-    def unpack(self, members):
-        """Copy each member's packed weights into its own model, but for those recorded
-        as diverged, whose model keeps the weights of the epoch they diverged in."""
-        for k, m in enumerate(members):
-            if m.diverged_at is None:
-                m.model.load_state_dict(self.model.member_state_dict(k))
+    def sync(self):
+        """Its model holds its weights already (a packed trainee copies them out here)."""
 
 
 def sgd(model, lr, settings):
@@ -318,193 +306,128 @@ def set_lr(optimizer, lr):
         group["lr"] = lr
 
 
-class Optimizers:
-    """Several optimisers as one object with a ``state_dict``, for the checkpoint."""
+def train(trainee, data, settings, checkpoint_path=None):
+    """Train ``trainee`` (a ``Run``, or a pack's runs as one, packed.PackedRuns) to the
+    end of its schedule; its runs' records (``history``, ``diverged_at``, ``model``,
+    ``wall_time_s``) hold the result.
 
-    def __init__(self, optimizers):
-        self.optimizers = list(optimizers)
-
-    def state_dict(self):
-        return [o.state_dict() for o in self.optimizers]
-
-    def load_state_dict(self, states):
-        for optimizer, state in zip(self.optimizers, states, strict=True):
-            optimizer.load_state_dict(state)
-
-
-def train_run(cell, data, settings, arch_options=None, device=None, checkpoint_path=None):
-    """Train the model of ``cell`` alone (a pack of one); return (metrics, history, model)."""
-    (result,) = train_pack([cell], data, settings, arch_options, device, checkpoint_path)
-    return result
-
-
-def train_pack(cells, data, settings, arch_options=None, device=None, checkpoint_path=None):
-    """Train the models of ``cells`` in lockstep; return one (metrics, history, model) per
-    cell.
-
-    ``cells`` share the number of epochs, batch size and learning rate (packs.pack_key).
-    Every member draws its own batches and augmentation from a generator of its own.
-    ``settings["pack_backend"]`` says how they are stepped: ``loop`` (the default) steps
-    each member's own model with its own optimiser, one after the other, so each ends
-    bit for bit as it would alone; ``packed`` trains them as one model (PackedMembers,
-    packed.py: grouped convolutions, batched matmuls), equal to that up to rounding. No
-    number of one member depends on another's. A member whose loss turns non-finite is
-    recorded as diverged at the end of that epoch, and its model keeps that epoch's
-    weights; the pack stops when every member has diverged.
-
-    ``settings`` is the config's ``training`` section; ``data`` a ``Prepared`` data set
-    already on ``device``. With ``checkpoint_path``, the pack resumes from the checkpoint
-    there if any, saves one every ``settings["checkpoint_every"]`` epochs, and on a stop
-    request (``checkpoint.stop_requested``) saves one and raises ``checkpoint.Interrupted``.
+    A trainee's runs share epochs, batch size and learning rate. A run whose loss turns
+    non-finite is recorded as diverged at the end of that epoch, and its model keeps that
+    epoch's weights; training stops when every run has diverged. ``settings`` is the
+    config's ``training`` section; ``data`` a ``Prepared`` data set on the trainee's
+    device. With ``checkpoint_path``, the trainee resumes from the checkpoint there if
+    any, saves one every ``settings["checkpoint_every"]`` epochs, and on a stop request
+    (``checkpoint.stop_requested``) saves one and raises ``checkpoint.Interrupted``.
     """
-    device = device or data.y_train.device
+    runs, device = trainee.runs, trainee.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
-    epochs, batch_size, lr = (cells[0][key] for key in ("epochs", "batch_size", "lr"))
-    if any((c["epochs"], c["batch_size"], c["lr"]) != (epochs, batch_size, lr) for c in cells):
-        raise ValueError("a pack's runs must share epochs, batch_size and lr (packs.pack_key)")
-    members = [Member(cell, data, settings, arch_options or {}, device) for cell in cells]
-    backend = settings.get("pack_backend", "loop")
-    packed = PackedMembers(members, settings, device) if backend == "packed" else None
-
-    n_train = len(data.y_train)
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    epochs, batch_size, lr = (runs[0].cell[key] for key in ("epochs", "batch_size", "lr"))
+    steps_per_epoch = math.ceil(len(data.y_train) / batch_size)
     total_steps = steps_per_epoch * epochs
     warmup_steps = round(settings["warmup_epochs"] * steps_per_epoch)
 
     identity = {
-        "cells": cells,
+        "cells": [run.cell for run in runs],
         "settings": result_settings(settings),  # a checkpoint outlives a change of the rest
-        "arch_options": arch_options or {},
+        "arch_options": runs[0].arch_options,
     }
-    models = [m.model for m in members] + ([packed.model] if packed else [])
-    optimizers = [packed.optimizer] if packed else [m.optimizer for m in members]
+    generators = [g for run in runs for g in run.generators]
     checkpointer = checkpoint.Checkpointer(
-        checkpoint_path,
-        identity,
-        torch.nn.ModuleList(models),
-        Optimizers(optimizers),
-        [g for m in members for g in m.generators],
+        checkpoint_path, identity, trainee.model, trainee.optimizer, generators
     )
-    resumed = checkpointer.restore(device)  # a fresh start when there is no checkpoint
-    if resumed["history"]:  # the members' records as the checkpoint has them
-        for k, m in enumerate(members):
-            m.history, m.diverged_at = resumed["history"][k], resumed["diverged"][k]
-    step, start = resumed["step"], time.perf_counter() - resumed["seconds"]
+    resumed = checkpointer.restore()  # None: a fresh start
+    first_epoch, step, batches_done, seconds = 1, 0, 0, 0.0
+    if resumed:
+        first_epoch, step, batches_done, seconds = (
+            resumed[k] for k in ("epoch", "step", "batches_done", "seconds")
+        )
+        for run, progress in zip(runs, resumed["runs"], strict=True):
+            run.resume(progress)
+    start = time.perf_counter() - seconds
 
-    def records():
-        """The members' histories and divergence, which a checkpoint saves with the rest."""
-        return [m.history for m in members], {"diverged": [m.diverged_at for m in members]}
+    def progress(epoch, batches_done):
+        """Where training stands, as a checkpoint saves it."""
+        return dict(
+            epoch=epoch,
+            step=step,
+            batches_done=batches_done,
+            seconds=time.perf_counter() - start,
+            runs=[run.progress() for run in runs],
+        )
 
-    for m in members:
-        if m.gc and not m.history:  # epoch 0: the initialisation (a resumed run has it)
-            init = {"epoch": 0, "step": 0, **m.gc.measure(m.model, 0)}
-            m.history.append({**init, "wall_time_s": time.perf_counter() - start})
-    for epoch in range(resumed["epoch"], epochs + 1):
-        active = [m for m in members if m.diverged_at is None]
+    for run in runs:
+        if run.gc and not run.history:  # epoch 0: the initialisation (a resumed run has it)
+            init = {"epoch": 0, "step": 0, **run.gc.measure(run.model, 0)}
+            run.history.append({**init, "wall_time_s": time.perf_counter() - start})
+    for epoch in range(first_epoch, epochs + 1):
+        active = [run for run in runs if run.diverged_at is None]
         if not active:
             break
-        first_batch = resumed["batches_done"] if epoch == resumed["epoch"] else 0
-        for k, m in enumerate(members):
-            if m.diverged_at is not None:
-                continue
-            if first_batch:  # resuming mid-epoch
-                m.model.train()
-                m.perm, m.losses = resumed["perm"][k], resumed["losses"][k]
-                m.correct = resumed["correct"][k]
-            else:
-                m.start_epoch()
-        for i in range(first_batch, steps_per_epoch):
-            step_lr = lr_at(step, total_steps, warmup_steps, lr)
-            if packed:
-                packed.train_batch(members, data, i, step_lr)
-            else:
-                for m in active:
-                    m.train_batch(data, i, step_lr)
+        if not batches_done:  # else resuming mid-epoch
+            for run in active:
+                run.start_epoch()
+        for i in range(batches_done, steps_per_epoch):
+            trainee.step(data, i, lr_at(step, total_steps, warmup_steps, lr))
             step += 1
             if checkpoint.stop_requested():
-                histories, diverged = records()
-                in_epoch = {
-                    "batches_done": i + 1,
-                    "perm": torch.stack([m.perm for m in members]),
-                    "losses": torch.stack([m.losses for m in members]),
-                    "correct": torch.stack([m.correct for m in members]),
-                }
-                seconds = time.perf_counter() - start
-                checkpointer.stop(epoch, step, histories, seconds, **in_epoch, **diverged)
+                checkpointer.stop(progress(epoch, i + 1))
+        batches_done = 0
 
-        if packed:
-            packed.unpack(members)
-        for m in active:
-            end_epoch(m, data, settings, epoch, step, steps_per_epoch, time.perf_counter() - start)
-        every = settings.get("checkpoint_every", 0)
-        still_training = any(m.diverged_at is None for m in members)
-        if every and epoch % every == 0 and epoch < epochs and still_training:
-            histories, diverged = records()
+        trainee.sync()
+        last_lr = lr_at(step - 1, total_steps, warmup_steps, lr)
+        for run in active:
             seconds = time.perf_counter() - start
-            checkpointer.save(epoch + 1, step, histories, seconds, **diverged)
+            end_epoch(run, data, settings, epoch, step, last_lr, steps_per_epoch, seconds)
+        every = settings.get("checkpoint_every", 0)
+        still_training = any(run.diverged_at is None for run in runs)
+        if every and epoch % every == 0 and epoch < epochs and still_training:
+            checkpointer.save(progress(epoch + 1, 0))
 
-    wall_time_s = time.perf_counter() - start
-    return [member_result(m, device, wall_time_s) for m in members]
+    for run in runs:
+        run.wall_time_s = time.perf_counter() - start
+    return trainee
 
 
-def end_epoch(member, data, settings, epoch, step, steps_per_epoch, seconds):
-    """Check the member's epoch for a non-finite loss (one host sync), then evaluate it
-    and append its history row; or record it as diverged."""
-    m, cell = member, member.cell
-    finite = torch.isfinite(m.losses)
+def end_epoch(run, data, settings, epoch, step, lr, steps_per_epoch, seconds):
+    """Check the run's epoch for a non-finite loss (one host sync), then evaluate it and
+    append its history row (``lr``: the epoch's last); or record it as diverged."""
+    finite = torch.isfinite(run.losses)
     if not finite.all():
         first_bad = int((~finite).nonzero()[0])
-        m.diverged_at = (epoch, (epoch - 1) * steps_per_epoch + first_bad + 1)
+        run.diverged_at = (epoch, (epoch - 1) * steps_per_epoch + first_bad + 1)
         log.info(
-            "%s: epoch %d: non-finite loss at step %d, run diverged", run_name(cell), *m.diverged_at
+            "%s: epoch %d: non-finite loss at step %d, run diverged",
+            *(run_name(run.cell), *run.diverged_at),
         )
         return
     test_loss, test_acc = evaluate(
-        m.model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
+        run.model, data, data.x_test, data.y_test, settings["eval_batch_size"], settings
     )
     row = {
         "epoch": epoch,
         "step": step,
-        "lr": m.optimizer.param_groups[0]["lr"],
-        "train_loss": m.losses.mean().item(),
-        "train_acc": m.correct.item() / len(data.y_train),
+        "lr": lr,
+        "train_loss": run.losses.mean().item(),
+        "train_acc": run.correct.item() / len(data.y_train),
         "test_loss": test_loss,
         "test_acc": test_acc,
         "wall_time_s": seconds,
     }
-    if m.gc and m.gc.due(epoch):
-        row.update(m.gc.measure(m.model, epoch))
-    m.history.append(row)
+    if run.gc and run.gc.due(epoch):
+        row.update(run.gc.measure(run.model, epoch))
+    run.history.append(row)
     log.info(
         "%s: epoch %d/%d  step %d  lr %.4f  train_loss %.4f  train_acc %.4f  "
         "test_loss %.4f  test_acc %.4f  %.1fs",
-        run_name(cell),
+        run_name(run.cell),
         epoch,
-        cell["epochs"],
+        run.cell["epochs"],
         *(row[k] for k in ("step", "lr", "train_loss", "train_acc")),
         *(row[k] for k in ("test_loss", "test_acc", "wall_time_s")),
     )
 
 
 def run_name(cell):
-    """A short name of a member in the log: its scaling and seed."""
+    """A short name of a run in the log: its scaling and seed."""
     return f"{cell['scaling']} s{cell['seed']}"
-
-
-def member_result(member, device, wall_time_s):
-    """(metrics, history, model) of a finished member, as a run alone reports them."""
-    m, cell = member, member.cell
-    final = m.history[-1] if m.history and m.diverged_at is None else {}
-    metrics = {
-        **cell,
-        "lambda": branch_scale(cell["scaling"], cell["depth"]),
-        "status": "diverged" if m.diverged_at else "ok",
-        "diverged_epoch": m.diverged_at[0] if m.diverged_at else None,
-        "diverged_step": m.diverged_at[1] if m.diverged_at else None,
-        **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-        "wall_time_s": wall_time_s,
-        "n_params": sum(p.numel() for p in m.model.parameters()),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-    }
-    return metrics, m.history, m.model

@@ -3,15 +3,16 @@
 """Training: one job per pack (resdepth.packs) → results/runs/<run_id>/{metrics.json,
 history.csv,model.pt} for each of its runs.
 
-A pack's runs differ only in their scaling and train in lockstep in one process, each as
-it would alone; with training.packing.enabled false every run is a pack of one. The rules
+A pack's runs differ only in their scaling; its job (resdepth.train_job) trains them one
+after another in one process, each as it would alone, and writes each run's files the
+moment it ends; with training.packing.enabled false every run is a pack of one. The rules
 are generated, one per pack and named train_<pack id> (a rule's outputs are fixed
-patterns, a pack has several runs); the job's log is named after its pack, which is how
-the script knows its pack id and checkpoint. The params are only the result-defining
-settings, the same for every pack: packing is execution only and switching it reruns
-nothing. A pack that gains a run (a new scaling in the config) is one job with a missing
-output: its finished runs are put back from what their job kept (checkpoint.keep_finished)
-and only the new run trains.
+patterns, a pack has several runs). The pack id reaches the job as a resource, like the
+rest of how it runs: the params are only the result-defining settings, the same for every
+pack, so packing is execution only and switching it reruns nothing. A pack that gains a
+run (a new scaling in the config) is one job with a missing output: its finished runs are
+put back from what their job kept (train_job.keep), not trained again, and only the new
+run trains.
 """
 
 for pack_id, members in PACKS.items():
@@ -39,6 +40,9 @@ for pack_id, members in PACKS.items():
             mem_mb=pack_resource(pack_id, "mem_mb"),
             runtime=pack_resource(pack_id, "runtime"),
             gpu=pack_resource(pack_id, "gpu"),
+            # Which pack the job trains (metrics.json records it; it names the packed
+            # backend's checkpoint). Not a param: a new plan must retrain nothing.
+            pack=pack_id,
             # On SLURM, SIGTERM two minutes before the time limit: the pack checkpoints
             # and stops, is retried and resumes instead of being killed mid-epoch. (TERM,
             # not USR1: the Snakemake process that runs the job inside SLURM waits for the
