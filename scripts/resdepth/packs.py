@@ -50,7 +50,7 @@ def plan_packs(runs, config):
         for run_id in members:
             cell = runs[run_id]
             options = config["arch_options"].get(cell["arch"], {})
-            size = cost.member_gpu_bytes(cell, options, config["datasets"])
+            size = cost.member_gpu_bytes(cell, options, config.get("datasets"))
             if chunks[-1] and (len(chunks[-1]) == packing["max_members"] or used + size > budget):
                 chunks.append([])
                 used = 0.0
@@ -84,7 +84,7 @@ def pack_resources(cells, config, attempt=1):
     checkpoint.
     """
     arch_options = config["arch_options"].get(cells[0]["arch"], {})
-    resources = cost.pack_resources(cells, config["training"], arch_options, config["datasets"])
+    resources = cost.pack_resources(cells, config["training"], arch_options, config.get("datasets"))
     return {**resources, "mem_mb": attempt * resources["mem_mb"]}
 
 
