@@ -173,3 +173,37 @@ def test_expansion_run_tables_of_a_transformer_run(recall, scaling):
     assert [r["order"] for r in accuracy] == [0, 1, 2, 3, 4]
     assert all(0 <= r["taylor_test_acc"] <= 1 for r in accuracy)
     assert accuracy[-1]["test_acc"] == accuracy[-1]["full_test_acc"]  # all paths: the network
+
+
+def test_trained_transformer_figures_draw_the_run_tables(recall):
+    """The figures of trained transformers, drawn from expansion_run's own tables: one
+    panel per depth, a Taylor and a path curve per scaling (bn named pre-LN)."""
+    import pandas as pd
+
+    from resdepth import expansion_study, models, transformer_plots
+
+    frames = {"orders": [], "truncated_accuracy": []}
+    for depth in (1, 2):
+        for scaling in ("bn", "inv"):
+            cell = dict(dataset="recall", arch="transformer", depth=depth, scaling=scaling)
+            cell.update(seed=0, width=8)
+            torch.manual_seed(0)
+            model = models.build_model(
+                "transformer", (9,), 6, 8, depth, scaling, **recall.model_options(OPTIONS)
+            )
+            settings = dict(max_order=4, batch_size=8, eval_batch_size=16, lesion_max_modules=2)
+            tables = expansion_study.run_tables(
+                f"r{depth}{scaling}", cell, "ok", model.state_dict(), recall, settings, OPTIONS
+            )
+            for name in frames:
+                frames[name] += tables[name]
+    accuracy = pd.DataFrame(frames["truncated_accuracy"])
+    figure = transformer_plots.truncated_accuracy_transformer_figure(accuracy)
+    axes = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["1 blocks (2 modules)", "2 blocks (4 modules)"]
+    assert all(len(ax.get_lines()) == 2 * 3 for ax in axes)  # per scaling: Taylor, paths, full
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "pre-LN, λ=1" in labels and "frozen paths" in labels
+    figure = transformer_plots.orders_transformer_figure(pd.DataFrame(frames["orders"]))
+    legend = [t.get_text() for t in figure.axes[1].get_legend().get_texts()]
+    assert any(label.startswith("pre-LN, λ=1: ρ̂/λ̄") for label in legend)

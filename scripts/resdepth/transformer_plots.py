@@ -16,6 +16,19 @@ NORM_STYLES = {"pre_ln": "-", "none": "--"}
 NORM_LABELS = {"pre_ln": "pre-LN", "none": "norm-free"}
 
 
+def scaling_label(scaling):
+    """A scaling's legend name on transformers: ``bn`` is the pre-LN tower at λ = 1 there."""
+    return "pre-LN, λ=1" if scaling == "bn" else aggregate.scaling_label(scaling)
+
+
+def _scaling_handles(scalings):
+    """One coloured line per scaling, in table order, with transformer names."""
+    return [
+        Line2D([], [], color=plots.scaling_color(s), marker="o", label=scaling_label(s))
+        for s in aggregate.sorted_scalings(scalings)
+    ]
+
+
 def _norm_handles(norms):
     return [
         Line2D([], [], color="0.3", linestyle=NORM_STYLES[n], label=NORM_LABELS[n])
@@ -53,7 +66,7 @@ def init_norms_transformer_figure(norms):
     cosine.set_ylabel("mean token cosine similarity of x_n")
     cosine.set_ylim(-0.05, 1.05)
     fig.suptitle(plots.settings_title(norms, ["dataset", "arch", "width"]))
-    handles = plots.scaling_handles(norms["scaling"]) + _norm_handles(norms["norm"])
+    handles = _scaling_handles(norms["scaling"]) + _norm_handles(norms["norm"])
     handles.append(Line2D([], [], color="0.5", linestyle=":", label="embedding x₀"))
     fig.legend(handles=handles, loc="outside right center")
     return fig
@@ -178,7 +191,7 @@ def truncated_accuracy_transformer_figure(truncated_accuracy):
         ax.set_title(f"{depth} blocks ({2 * depth} modules)")
     axes[0, 0].set_ylabel("test accuracy of the truncation")
     fig.suptitle(plots.settings_title(table, ["dataset", "arch", "width"]))
-    handles = plots.scaling_handles(table["scaling"]) + [
+    handles = _scaling_handles(table["scaling"]) + [
         Line2D([], [], color="0.3", marker="o", label="Taylor at λ = 0"),
         Line2D([], [], color="0.3", linestyle="--", label="frozen paths"),
         Line2D([], [], color="0.3", linestyle=":", label="full network"),
@@ -209,7 +222,7 @@ def orders_transformer_figure(orders):
             color = plots.scaling_color(scaling)
             curve = by_scaling.groupby("order")[["rel_norm", "composition_rel_norm"]].mean()
             ratio = (by_scaling["rho_ratio"] / by_scaling["lambda_mean"]).mean()
-            label = f"{aggregate.scaling_label(scaling)}: ρ̂/λ̄ {ratio:.2g}"
+            label = f"{scaling_label(scaling)}: ρ̂/λ̄ {ratio:.2g}"
             ax.plot(curve.index, curve["rel_norm"], color=color, marker="o", label=label)
             ax.plot(curve.index, curve["composition_rel_norm"], color=color, linestyle="--")
         ax.set_yscale("log")
