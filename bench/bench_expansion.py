@@ -2,6 +2,7 @@
 
 1. Small towers: path_terms / taylor_terms at every order vs enumerating all 2^n paths.
 2. A deep tower (default n = 1000): one full extraction at order K vs one forward pass.
+   (Transformer towers: bench/bench_transformer_expansion.py.)
    The goal is ≤ (K+1) forward passes plus the mask pass, i.e. a ratio ≤ K + 2.
 
     python bench/bench_expansion.py                       # CUDA if available
@@ -25,7 +26,7 @@ DEFAULT_INPUT_SHAPE = {"mlp": (64,), "conv": (3, 32, 32)}
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--arch", default="mlp", choices=sorted(models.ARCHITECTURES))
+    parser.add_argument("--arch", default="mlp", choices=sorted(DEFAULT_INPUT_SHAPE))
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--scaling", default="inv_sqrt")

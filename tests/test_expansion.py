@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from taylor_reference import nested_jvp_taylor, tower_output
 from torch import nn
 
 from resdepth import expansion, models
@@ -83,25 +84,7 @@ def taylor_by_autodiff(tower, x0, order, scales=None):
     """terms[k] = (1/k!) d^k/dt^k x_n(t) at t = 0 for λ_l = t·s_l, by nested jvp, with the
     tower written out independently of the library."""
     scales = tower.scales().detach() if scales is None else scales
-
-    def output(t):
-        x = x0
-        for branch, s in zip(tower.branches, scales, strict=True):
-            x = x + t * s * branch(x)
-        return x
-
-    zero = torch.zeros((), dtype=torch.float64)
-    return torch.stack(
-        [nth_derivative(output, k)(zero) / math.factorial(k) for k in range(order + 1)]
-    )
-
-
-def nth_derivative(f, n):
-    """d^n f / dt^n by nested forward-mode autodiff (torch.func.jvp)."""
-    if n == 0:
-        return f
-    inner = nth_derivative(f, n - 1)
-    return lambda t: torch.func.jvp(inner, (t,), (torch.ones_like(t),))[1]
+    return nested_jvp_taylor(tower_output(tower, x0, scales), order)
 
 
 @pytest.mark.parametrize("scaling", [0.3, "skipinit"])

@@ -91,6 +91,21 @@ def test_elementwise_functions(jet, reference, seed):
     assert_series_close(jet(a), taylor_by_autodiff(reference, a))
 
 
+def test_order_zero_is_the_value():
+    a, b = curve((3, 4), 0)[:1], curve((3, 4), 1)[:1].abs() + 0.5
+    for jet, value in [
+        (series.exp(a), a[0].exp()),
+        (series.tanh(a), a[0].tanh()),
+        (series.gelu(a), torch.nn.functional.gelu(a[0])),
+        (series.divide(a, b), a[0] / b[0]),
+        (series.power(b, -0.5), b[0].rsqrt()),
+        (series.softmax(a, -1), a[0].softmax(-1)),
+        (series.layer_norm(a), torch.nn.functional.layer_norm(a[0], (4,))),
+    ]:
+        assert jet.shape == (1, 3, 4)
+        torch.testing.assert_close(jet[0], value, rtol=1e-15, atol=1e-15)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_division_and_powers(seed):
     a, b = curve((4, 3), seed), curve((4, 3), seed + 10, scale=0.3)

@@ -294,9 +294,14 @@ def transformer_resnet(
     config does not set it). ``context`` (default T) is the number of positions the
     position embedding holds, at least T.
 
+    Options (``arch_options.transformer``): ``heads`` (default 1, must divide the width),
+    ``norm`` (TRANSFORMER_NORMS), ``activation`` of the MLP branches (default gelu, the
+    exact one), ``init`` (TRANSFORMER_INITS), ``context``.
+
     Scalings: one, inv_sqrt, inv and a float λ scale every branch; ``bn`` is pre-LN at
     λ = 1, the normalised reference (the role BatchNorm plays for the MLP and conv towers);
-    ``skipinit`` is ReZero, a learned α_l per branch starting at 0.
+    ``skipinit`` is ReZero, a learned α_l per branch starting at 0 (with the default
+    ``norm``, none, as in ReZero).
     """
     key = "arch_options.transformer"
     scaling = parse_scaling(scaling)

@@ -47,11 +47,11 @@ def _integrate(a, value, slope):
     from the coefficients y_0 … y_m found so far."""
     y = a.new_empty((len(a), *torch.broadcast_shapes(a.shape[1:], value.shape)))
     y[0] = value
-    slopes = []
+    slopes = torch.empty_like(y)
+    weighted = _weights(range(len(a)), a) * a  # j a_j
     for k in range(1, len(a)):
-        slopes.append(slope(y, k - 1))
-        weighted = _weights(range(1, k + 1), a) * a[1 : k + 1]  # j a_j, j = 1..k
-        y[k] = sum(weighted[j - 1] * slopes[k - j] for j in range(1, k + 1)) / k
+        slopes[k - 1] = slope(y, k - 1)
+        y[k] = (weighted[1 : k + 1] * slopes[:k].flip(0)).sum(0) / k
     return y
 
 
@@ -64,7 +64,7 @@ def tanh(a):
     """tanh a: y' = (1 − y²) a'."""
 
     def slope(y, m):
-        square = sum(y[i] * y[m - i] for i in range(m + 1))
+        square = (y[: m + 1] * y[: m + 1].flip(0)).sum(0)  # (y²)_m
         return 1 - square if m == 0 else -square
 
     return _integrate(a, torch.tanh(a[0]), slope)
@@ -74,7 +74,13 @@ def normal_cdf(a):
     """Φ(a), the standard normal distribution function: Φ' = φ(a) a', with the density
     φ(a) = e^{−a²/2}/√(2π) a series of its own."""
     density = exp(-0.5 * product(a, a)) / math.sqrt(2 * math.pi)
-    return _integrate(a, torch.special.ndtr(a[0]), lambda y, m: density[m])
+    # k y_k = Σ_j j a_j φ_{k−j}: the slope is known beforehand, so one Cauchy product
+    weighted = _weights(range(len(a)), a) * a  # j a_j
+    y = torch.empty_like(a)
+    y[0] = torch.special.ndtr(a[0])
+    if len(a) > 1:
+        y[1:] = product(weighted[1:], density[:-1]) / _weights(range(1, len(a)), a)
+    return y
 
 
 def gelu(a):
