@@ -34,4 +34,5 @@ rule all:
         CAPACITY_OUTPUTS,
         TRANSFORMER_OUTPUTS,
         rules.claims.output,
+        rules.claims_page.output,
         rules.paper.output,

@@ -7,7 +7,8 @@ import pandas as pd
 from resdepth import capacity, jobs
 
 jobs.log_to(snakemake.log[0])
-result = capacity.unimodality(pd.read_csv(snakemake.input.sweep))
+result = capacity.unimodality(pd.read_csv(snakemake.input.sweep, dtype={"scaling": str}))
 jobs.write_json(result, snakemake.output[0])
-for metric in capacity.TESTED_METRICS:
-    logging.info("%s: %s", metric, result[metric]["verdict"])
+for sweep in result["sweeps"]:
+    for metric in capacity.TESTED_METRICS:
+        logging.info("%s: %s", metric, sweep[metric]["description"])

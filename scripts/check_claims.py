@@ -1,4 +1,4 @@
-"""Rule `claims`: verdicts on claims C1-C5 of PAPER.md → results/claims.{json,md,html}.
+"""Rule `claims`: verdicts on the claims of PAPER.md -> results/claims.{json,md}.
 
 A result file this config does not produce is simply not an input: its claim is then
 reported as not measured.
@@ -14,6 +14,5 @@ tables = claims.read_tables({name: snakemake.input.get(name) for name in claims.
 checks = claims.check_all(tables, snakemake.params.thresholds)
 Path(snakemake.output.json).write_text(claims.claims_json(checks, snakemake.params.thresholds))
 Path(snakemake.output.md).write_text(claims.claims_markdown(checks))
-Path(snakemake.output.html).write_text(claims.claims_html(checks))
 for check in checks:
     logging.info("%s: %s (%s)", check.id, check.verdict, check.summary)

@@ -1,5 +1,5 @@
-"""Training rules (one per pack): results/runs/<run_id>/{metrics.json,history.csv,model.pt}
-for each of the pack's runs (resdepth.train_job)."""
+"""Training rules (one per pack): results/runs/<run_id>/{metrics.json,history.csv,model.pt,
+test_correct.npy} for each of the pack's runs (resdepth.train_job)."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from resdepth import grid, jobs, train_job
 jobs.log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 out, settings = snakemake.output, snakemake.config["training"]
-paths = zip(out.model, out.history, out.metrics, strict=True)
+paths = zip(out.model, out.history, out.test_correct, out.metrics, strict=True)
 train_job.train_pack(
     snakemake.resources.pack,  # the plan's pack id: like the runs, no param (train.smk)
     {Path(p[0]).parent.name: train_job.RunFiles(*map(Path, p)) for p in paths},  # by run id

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from fake_results import write_run
 
-from resdepth import aggregate
+from resdepth import aggregate, formats
 
 
 def table_rows(runs):
@@ -48,7 +48,7 @@ def test_all_diverged_cell_is_shown_as_diverged_never_as_a_number(tmp_path):
     assert (cell["n_ok"], cell["n_diverged"]) == (0, 2)
     table, rows = table_rows(runs)
     assert rows["λ=1"] == ["90.0", "diverged"]
-    assert "55" not in aggregate.markdown_table(table) + aggregate.latex_table(table)
+    assert "55" not in formats.markdown_table(table) + formats.latex_table(table)
 
 
 def test_partial_divergence_reports_ok_seeds_and_count(tmp_path):
@@ -107,7 +107,7 @@ def test_runs_with_other_settings_are_never_averaged_together(tmp_path):
 def test_markdown_table_layout(tmp_path):
     paths = [write_run(tmp_path, 4, "inv", 0), write_run(tmp_path, 16, "inv", 0)]
     table = aggregate.accuracy_table(aggregate.summarise_accuracy(aggregate.load_runs(paths)))
-    lines = aggregate.markdown_table(table).splitlines()
+    lines = formats.markdown_table(table).splitlines()
     assert lines[2:] == [
         "| scaling | n=4 | n=16 |",
         "| --- | --: | --: |",
@@ -116,21 +116,19 @@ def test_markdown_table_layout(tmp_path):
 
 
 def test_latex_escape():
-    assert aggregate.latex_escape("a_b & 50% #1 {x} $") == r"a\_b \& 50\% \#1 \{x\} \$"
-    assert aggregate.latex_escape("λ=1/√n: 90.0 ± 1.4") == (
+    assert formats.latex_escape("a_b & 50% #1 {x} $") == r"a\_b \& 50\% \#1 \{x\} \$"
+    assert formats.latex_escape("λ=1/√n: 90.0 ± 1.4") == (
         r"\ensuremath{\lambda}=1/\ensuremath{\surd}n: 90.0 \ensuremath{\pm} 1.4"
     )
-    assert (
-        aggregate.latex_escape(r"~^\ ") == r"\textasciitilde{}\textasciicircum{}\textbackslash{} "
-    )
+    assert formats.latex_escape(r"~^\ ") == r"\textasciitilde{}\textasciicircum{}\textbackslash{} "
     with pytest.raises(ValueError, match="no LaTeX escape"):
-        aggregate.latex_escape("café")
+        formats.latex_escape("café")
 
 
 def test_latex_table_is_booktabs_and_ascii(tmp_path):
     paths = [write_run(tmp_path, 4, s, seed) for s in ("inv_sqrt", 0.1) for seed in (0, 1)]
     table = aggregate.accuracy_table(aggregate.summarise_accuracy(aggregate.load_runs(paths)))
-    tex = aggregate.latex_table(table)
+    tex = formats.latex_table(table)
     assert tex.isascii()
     lines = tex.splitlines()
     assert lines[1:5] == [r"\begin{tabular}{lr}", r"\toprule", r"scaling & n=4 \\", r"\midrule"]

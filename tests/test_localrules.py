@@ -40,6 +40,7 @@ LOCAL = {
     "capacity_unimodality",
     "plot_capacity",
     "claims",
+    "claims_page",
     "paper",
 }
 

@@ -56,7 +56,15 @@ def test_skipinit_starts_as_identity():
 def test_lambda_is_saved_with_weights():
     model = models.build_model("mlp", (4,), 3, width=8, depth=4, scaling="inv")
     state = model.state_dict()
-    assert torch.allclose(state["tower.lam"], torch.full((4,), 0.25))
+    assert torch.allclose(state["tower.lam"], torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_fixed_lambda_is_stored_in_float64_and_leaves_the_stream_float32():
+    """λ = 1/√3 to float64's 16 digits, as the tables report it; the stream stays float32."""
+    model = models.build_model("mlp", (4,), 3, width=8, depth=3, scaling="inv_sqrt")
+    assert model.tower.lam.dtype == torch.float64
+    assert model.tower.lam[0].item() == 1 / math.sqrt(3)
+    assert model(torch.randn(2, 4)).dtype == torch.float32
 
 
 def test_unknown_arch_is_rejected():

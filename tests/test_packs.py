@@ -307,7 +307,10 @@ def test_packed_model_step_matches_each_member_alone(arch, family):
         logits_k = member(x[:, k])
         loss_k = F.cross_entropy(logits_k, y[:, k])
         loss_k.backward()
-        torch.testing.assert_close(logits[:, k], logits_k, rtol=1e-5, atol=1e-6)
+        # Float32 rounding at the logits' scale: a logit near 0 is a difference of
+        # O(scale) terms, so its own magnitude does not bound its rounding.
+        scale = logits_k.abs().max().item()
+        torch.testing.assert_close(logits[:, k], logits_k, rtol=1e-5, atol=1e-6 * scale)
         torch.testing.assert_close(losses[k], loss_k, rtol=1e-5, atol=0)
         grads, state = model.member_state_dict(k, grads=True), model.member_state_dict(k)
         assert grads.keys() == dict(member.named_parameters()).keys()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from resdepth import aggregate, paper
+from resdepth import formats, paper
 
 
 def test_copy_artifacts_copies_bytes_to_the_same_names(tmp_path):
@@ -26,7 +26,7 @@ def test_copy_artifacts_refuses_to_rename_or_drop(tmp_path):
 
 
 def test_html_table_marks_diverged_cells_and_escapes_text():
-    table = aggregate.Table(
+    table = formats.Table(
         caption="Test accuracy (%) <digits>",
         header=["scaling", "n=4", "n=64"],
         rows=[

@@ -8,6 +8,7 @@ import pytest
 from conftest import tiny_config
 
 from resdepth import claims
+from resdepth.grid import grid_runs
 
 pytestmark = pytest.mark.workflow
 
@@ -38,6 +39,9 @@ CLAIM_TABLES = {
     "capacity_sweep": "results/capacity/gc_vs_lambda.csv",
     "orders": "results/expansion/orders.csv",
     "truncated_accuracy": "results/expansion/truncated_accuracy.csv",
+    "test_correct": [
+        f"results/runs/{run_id}/test_correct.npy" for run_id in grid_runs(tiny_config())
+    ],
 }
 
 

@@ -4,6 +4,7 @@ moment it ends, checkpoints discarded; a crash never leaves a run that counts as
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TRAIN_SETTINGS
@@ -37,7 +38,10 @@ def prepared(tmp_path_factory):
 def files_of(root):
     return {
         run_id: train_job.RunFiles(
-            *(root / "runs" / run_id / name for name in ("model.pt", "history.csv", "metrics.json"))
+            *(
+                root / "runs" / run_id / name
+                for name in ("model.pt", "history.csv", "test_correct.npy", "metrics.json")
+            )
         )
         for run_id in RUNS
     }
@@ -108,7 +112,7 @@ def test_each_run_is_written_metrics_last_and_kept_before_the_next_trains(
     tmp_path, prepared, monkeypatch
 ):
     events = []
-    for name in ("save_weights", "write_csv", "write_json"):
+    for name in ("save_weights", "write_csv", "save_array", "write_json"):
         real = getattr(jobs, name)
 
         def recording(obj, path, *args, real=real):
@@ -131,7 +135,8 @@ def test_each_run_is_written_metrics_last_and_kept_before_the_next_trains(
     expected = []
     for run_id in RUNS:
         expected += [("train",)]
-        expected += [("write", run_id, name) for name in ("model.pt", "history.csv")]
+        names = ("model.pt", "history.csv", "test_correct.npy")
+        expected += [("write", run_id, name) for name in names]
         expected += [("write", run_id, "metrics.json"), ("keep", f"{run_id}.finished")]
     assert events == expected
 
@@ -163,12 +168,12 @@ def test_a_pack_interrupted_after_its_first_run_keeps_that_run(
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("crash_in", ["write_csv", "write_json", "keep"])
+@pytest.mark.parametrize("crash_in", ["write_csv", "save_array", "write_json", "keep"])
 def test_a_crash_between_writes_leaves_no_run_that_counts_as_done(
     tmp_path, prepared, monkeypatch, trained, crash_in
 ):
     """Whatever files of the first run were written when the job died, the rerun trains
-    it again: only a complete record of all three files counts as done."""
+    it again: only a complete record of all its files counts as done."""
 
     class Crash(Exception):
         pass
@@ -241,3 +246,25 @@ def test_corrupted_finished_run_is_refused_naming_the_file(tmp_path):
     flip_bytes_in_the_middle(kept / "model.pt")
     with pytest.raises(checkpoint.Corrupted, match="(?s)model.pt is corrupted.*delete"):
         train_job.recover(outputs, IDENTITY, kept)
+
+
+def test_each_run_saves_its_test_outcomes_as_its_accuracy_counts_them(tmp_path, prepared):
+    """test_correct.npy: one bool per test image, in test-set order; its mean is the
+    run's test accuracy (the same predictions), so two runs can be compared image by
+    image (fits.paired_test_variance)."""
+    files = run_job(tmp_path, prepared)
+    n_test = json.loads(prepared.with_suffix(".json").read_text())["n_test"]
+    for run_id in RUNS:
+        outcomes = np.load(files[run_id].test_correct)
+        metrics = json.loads(files[run_id].metrics.read_text())
+        assert outcomes.dtype == bool and outcomes.shape == (n_test,)
+        assert outcomes.sum() / n_test == metrics["test_acc"]
+
+
+def test_a_diverged_run_saves_no_test_outcomes(digits):
+    cell = dict(dataset="digits", arch="mlp", depth=16, scaling="one", seed=0, width=64)
+    cell.update(lr=0.02, epochs=1, batch_size=128)
+    run = train.Run(cell, digits, SETTINGS)
+    train.train(run, digits, SETTINGS, None)
+    assert run.diverged_at is not None
+    assert train_job.test_correct(run, digits, SETTINGS).shape == (0,)

@@ -43,7 +43,26 @@ def test_per_input_slopes_stop_below_the_first_mask_change_and_above_round_off()
     assert rows[0]["fit_lambda_max"] == pytest.approx(lambdas[5])  # below the change
     assert rows[1]["fit_lambda_max"] == pytest.approx(lambdas[7])  # up to fit_max_lambda
     assert math.isnan(rows[2]["slope"]) and rows[2]["n_points"] == 0
-    assert rows[0]["first_mask_change_lambda"] == lambdas[6]
+    # the flip is bracketed between the grid points around it
+    assert (rows[0]["first_flip_lambda_low"], rows[0]["first_flip_lambda_high"]) == (
+        lambdas[5],
+        lambdas[6],
+    )
+    assert (rows[1]["first_flip_lambda_low"], rows[1]["first_flip_lambda_high"]) == (
+        lambdas[-1],
+        math.inf,
+    )
+
+
+def test_a_flip_before_the_grid_is_bracketed_from_zero_and_never_fitted():
+    lambdas = np.geomspace(1e-3, 1e-1, 5)
+    errors = torch.tensor(lambdas[:, None, None] ** 2 * np.ones((5, 1, 1)))
+    first = torch.tensor([lambdas[0]], dtype=torch.float64)
+    (row,) = truncation._per_input_slopes(
+        {}, lambdas, [1], errors, torch.zeros(5, 1), first, fit_max_lambda=1.0
+    )
+    assert (row["first_flip_lambda_low"], row["first_flip_lambda_high"]) == (0.0, lambdas[0])
+    assert row["n_points"] == 0 and math.isnan(row["slope"])
 
 
 def test_truncation_tables_of_relu_and_smooth_towers():
@@ -73,13 +92,14 @@ def test_truncation_tables_of_relu_and_smooth_towers():
     fitted = per_input.dropna(subset=["slope"])
     assert len(fitted) > 0
     assert ((fitted["slope"] - (fitted["order"] + 1)).abs() < 0.05).all()
-    # the first mask change is measured: no change below it, a change at it
+    # the first flip is bracketed: no flip up to the low end, a flip at the high end
     torch.manual_seed(0)
     model = models.build_model("mlp", (4,), 3, 8, 4, 1.0).double().eval()
     x0 = model.stem(x.double())
     lambdas = truncation.lambda_grid(settings)
     for _, row in per_input[per_input["order"] == 1].iterrows():
-        first = row["first_mask_change_lambda"]
+        first = row["first_flip_lambda_high"]
+        assert row["first_flip_lambda_low"] == max([0.0, *(lam for lam in lambdas if lam < first)])
         below = [lam for lam in lambdas if lam < first]
         changed = [
             expansion.mask_changes_per_input(model, x0, [lam] * 4)[0][row["input"]].item()

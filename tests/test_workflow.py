@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import default_config, tiny_config, training_jobs
 
-from resdepth import expansion_study, grid, packs, truncation
+from resdepth import capacity, expansion_study, grid, packs, truncation
 
 pytestmark = pytest.mark.workflow
 
@@ -72,6 +72,7 @@ RUN_SUMMARY_RULES = (
     "plot_accuracy_vs_depth",
     "plot_training_curves",
     "claims",
+    "claims_page",
     "paper",
 )
 FIGURE_RULES = ("plot_init_norms", "plot_accuracy_vs_depth", "plot_training_curves")
@@ -131,8 +132,9 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(finished
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
-    # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures
-    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "paper", "all"], 1)
+    # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures and
+    # `claims_page` embeds them (no verdict is recomputed: `claims` does not rerun)
+    assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "claims_page", "paper", "all"], 1)
     # Imported by training only through train.py: still part of every training job's code.
     edit(workflow.path("scripts/resdepth/complexity.py"))
     jobs = workflow.planned_jobs(tiny_config())
@@ -245,7 +247,7 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished, tmp_path):
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
     assert jobs.pop("plot_expansion") == 4
-    rules = ("expansion_tables", "expansion_truncation", "claims", "paper", "all")
+    rules = ("expansion_tables", "expansion_truncation", "claims", "claims_page", "paper", "all")
     assert jobs == dict.fromkeys(rules, 1)
 
 
@@ -254,17 +256,21 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     without_sweep = {key: value for key, value in config.items() if key != "capacity"}
     jobs_with, jobs_without = workflow.planned_jobs(config), workflow.planned_jobs(without_sweep)
     own_runs = set(grid.training_runs(config)) - set(grid.training_runs(without_sweep))
-    # all 4 (λ 0.1, 0.316, 1/n, 1): clipped (capacity.grad_clip), none is a grid run
-    assert len(own_runs) == 4
-    # Clipped runs share a pack key of their own (packs.pack_key): one new training job.
-    (pack_id,) = {packs.pack_of(packs.training_packs(config)[1], run) for run in own_runs}
-    assert pack_id not in packs.training_packs(without_sweep)[1]
+    # λ 0.1 and 0.316 unclipped (1/n and λ=1 are the grid's runs), and λ=1 clipped
+    # (capacity.clipped from λ=1): a clipped run is never a grid run
+    assert len(own_runs) == 3
+    plan = packs.training_packs(config)[1]
+    own_packs = {packs.pack_of(plan, run) for run in own_runs}
+    # the unclipped runs join the grid's plain pack of their depth and seed; the clipped
+    # one has a pack key of its own (packs.pack_key): one new training job
+    new_packs = own_packs - set(packs.training_packs(without_sweep)[1])
+    assert len(own_packs) == 2 and len(new_packs) == 1
     assert len(training_jobs(jobs_with)) == len(training_jobs(jobs_without)) + 1
     for rule in (
         "capacity_tables",
         "capacity_unimodality",
         "plot_capacity",
-        packs.rule_name(pack_id),
+        packs.rule_name(new_packs.pop()),
     ):
         assert jobs_with.pop(rule) == 1
     assert jobs_with == jobs_without
@@ -272,14 +278,29 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
 
 def test_tiny_run_capacity_outputs(finished):
     sweep = pd.read_csv(finished.path("results/capacity/gc_vs_lambda.csv"))
-    assert len(sweep) == len(grid.capacity_runs(tiny_config())) == 4
-    assert list(sweep["lambda"]) == pytest.approx([0.1, 0.316, 1 / 3, 1.0])
+    assert len(sweep) == len(grid.capacity_runs(tiny_config())) == 5
+    assert list(sweep["lambda"]) == pytest.approx([0.1, 0.316, 1 / 3, 1.0, 1.0])
+    assert sweep["grad_clip"].notna().sum() == 1  # λ=1 once more, clipped
     ok = sweep[sweep["status"] == "ok"]
     assert (ok["gc_final"] > 0).all() and (ok["gc_peak"] >= ok["gc_final"]).all()
+    assert (sweep["gc_final_over_init"].dropna() > 0).all()
     history = pd.read_csv(finished.path("results/capacity/gc_history.csv"))
     assert set(history["epoch"]) == {0, 1, 2}
     result = json.loads(finished.path("results/capacity/unimodality.json").read_text())
-    assert result["lambdas"] == pytest.approx([0.1, 0.316, 1 / 3, 1.0]) and result["seeds"] == [0]
-    assert result["gc_final"]["per_seed"][0]["n_lambdas"] == len(ok)
+    (one_sweep,) = result["sweeps"]
+    assert one_sweep["seeds"] == [0]
+    stable = capacity.stable_runs(sweep)
+    assert one_sweep["lambdas"] == pytest.approx(sorted(stable["lambda"].unique()))
+    assert one_sweep["gc_final"]["per_seed"][0]["n_lambdas"] == len(stable)
+    (c4,) = [
+        c
+        for c in json.loads(finished.path("results/claims.json").read_text())["claims"]
+        if c["id"] == "C4"
+    ]
+    assert c4["verdict"] == "not measured"  # one seed: no seed noise
+    assert "1 seed(s) at every stable λ, 2 needed" in c4["summary"]
+    assert c4["measured"]["clipped_runs_not_deciding"] == list(
+        sweep.loc[sweep["grad_clip"].notna(), "run_id"]
+    )
     for name in ("gc_vs_lambda", "accuracy_vs_lambda", "gc_over_training"):
         assert finished.path(f"results/figures/capacity_{name}.png").stat().st_size > 10_000

@@ -9,11 +9,11 @@ together; such a setting becomes an extra row key of the table.
 
 import json
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
-from resdepth.scalings import NAMED_SCALINGS, parse_scaling
+from resdepth import formats
+from resdepth.scalings import scaling_label, scaling_name, scaling_sort_key
 
 #: Keys of a run's metrics.json (docs/file-contracts.md), in the column order of runs.csv.
 RUN_COLUMNS = (
@@ -59,39 +59,6 @@ SUMMARY_COLUMNS = (
     "test_acc_std",
     "cell",
 )
-
-_LABELS = {
-    "one": "λ=1",
-    "inv_sqrt": "λ=1/√n",
-    "inv": "λ=1/n",
-    "bn": "BatchNorm",
-    "skipinit": "SkipInit",
-}
-
-
-def scaling_name(scaling):
-    """The canonical text of a scaling: its name, or a fixed λ written with ``{:g}``."""
-    scaling = parse_scaling(scaling)
-    return f"{scaling:g}" if isinstance(scaling, float) else scaling
-
-
-def scaling_label(scaling):
-    """How the paper names a scaling; used by every table and figure."""
-    scaling = parse_scaling(scaling)
-    return f"fixed λ={scaling:g}" if isinstance(scaling, float) else _LABELS[scaling]
-
-
-def scaling_sort_key(scaling):
-    """Named scalings in the order of NAMED_SCALINGS, then fixed λ ascending."""
-    scaling = parse_scaling(scaling)
-    if isinstance(scaling, float):
-        return (len(NAMED_SCALINGS), scaling)
-    return (NAMED_SCALINGS.index(scaling), 0.0)
-
-
-def sorted_scalings(scalings):
-    """The distinct scalings of ``scalings`` (canonical names) in table order."""
-    return sorted({scaling_name(s) for s in scalings}, key=scaling_sort_key)
 
 
 def sort_runs(frame):
@@ -221,16 +188,6 @@ def format_value(value):
     return str(value)
 
 
-@dataclass
-class Table:
-    """A table of strings: ``n_keys`` leading text columns, then one column per depth."""
-
-    caption: str
-    header: list
-    rows: list
-    n_keys: int
-
-
 def accuracy_table(summary):
     """Scaling × depth, as strings.
 
@@ -255,76 +212,7 @@ def accuracy_table(summary):
             ]
         )
     header = [*varying, "scaling", *[f"n={d}" for d in depths]]
-    return Table(caption, header, rows, n_keys=len(varying) + 1)
-
-
-def markdown_table(table):
-    """A GitHub-flavoured Markdown table with the caption as a paragraph above it."""
-
-    def line(cells):
-        return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
-
-    align = ["---"] * table.n_keys + ["--:"] * (len(table.header) - table.n_keys)
-    lines = [table.caption, "", line(table.header), line(align), *map(line, table.rows)]
-    return "\n".join(lines) + "\n"
-
-
-#: LaTeX replacements for characters that are special in text mode or not ASCII.
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "λ": r"\ensuremath{\lambda}",
-    "√": r"\ensuremath{\surd}",
-    "±": r"\ensuremath{\pm}",
-}
-
-
-def latex_escape(text):
-    """Escape text for a LaTeX document; a non-ASCII character without a rule is an error."""
-    out = []
-    for char in text:
-        if char in _LATEX_ESCAPES:
-            out.append(_LATEX_ESCAPES[char])
-        elif char.isascii():
-            out.append(char)
-        else:
-            raise ValueError(f"no LaTeX escape for {char!r} in {text!r}")
-    return "".join(out)
-
-
-def latex_table(table):
-    """A booktabs ``tabular`` (no float: the document adds its own caption).
-
-    The caption is kept as a comment line so the file says what it holds.
-    """
-    spec = "l" * table.n_keys + "r" * (len(table.header) - table.n_keys)
-
-    def line(cells):
-        return " & ".join(latex_escape(c) for c in cells) + r" \\"
-
-    return (
-        "\n".join(
-            [
-                "% " + latex_escape(table.caption),
-                rf"\begin{{tabular}}{{{spec}}}",
-                r"\toprule",
-                line(table.header),
-                r"\midrule",
-                *map(line, table.rows),
-                r"\bottomrule",
-                r"\end{tabular}",
-            ]
-        )
-        + "\n"
-    )
+    return formats.Table(caption, header, rows, n_keys=len(varying) + 1)
 
 
 def write_accuracy_tables(runs, csv_path, md_path, tex_path):
@@ -333,7 +221,7 @@ def write_accuracy_tables(runs, csv_path, md_path, tex_path):
     summary.to_csv(csv_path, index=False)
     table = accuracy_table(summary)
     with open(md_path, "w") as f:
-        f.write(markdown_table(table))
+        f.write(formats.markdown_table(table))
     with open(tex_path, "w") as f:
-        f.write(latex_table(table))
+        f.write(formats.latex_table(table))
     return summary

@@ -216,10 +216,10 @@ def check_packed_backend(config):
     """The packed backend steps a pack as one model: one gradient norm would mix its
     members, so it cannot clip each member's gradient as a run alone would."""
     if config["training"].get("pack_backend") == "packed" and (config.get("capacity") or {}).get(
-        "grad_clip"
+        "clipped"
     ):
         raise ConfigError(
-            "capacity.grad_clip",
+            "capacity.clipped",
             "not supported with training.pack_backend: packed (use loop, or no clipping)",
         )
     if (

@@ -12,7 +12,8 @@ import seaborn as sns
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
-from resdepth import aggregate, plots
+from resdepth import plots
+from resdepth.scalings import scaling_label, scaling_name, sorted_scalings
 
 
 def _mean_over_seeds(frame, keys, value):
@@ -135,7 +136,7 @@ def orders_figure(orders):
     """Claim C5: ‖order-k term‖ / ‖x_n − x₀‖ vs k, one column per scaling, one row per
     decomposition; colour = depth, dashed = at initialisation, solid = trained, dotted =
     the binomial prior C(n,k)λ̄^k scaled to the order-1 point."""
-    scalings = aggregate.sorted_scalings(orders["scaling"])
+    scalings = sorted_scalings(orders["scaling"])
     depths = sorted(orders["depth"].unique())
     colors = _depth_colors(depths)
     decompositions = ("path", "taylor")
@@ -182,7 +183,7 @@ def orders_figure(orders):
                 )
             ax.set_yscale("log")
             if row == 0:
-                ax.set_title(aggregate.scaling_label(scaling))
+                ax.set_title(scaling_label(scaling))
             if row == len(decompositions) - 1:
                 ax.set_xlabel("order k")
             if col == 0:
@@ -206,7 +207,7 @@ def _accuracy_by_depth(frame, x, title_suffix, xlabel):
         return plots.no_data_figure(
             f"test accuracy vs {xlabel}", "No trained run: every run of the grid diverged."
         )
-    scalings = aggregate.sorted_scalings(frame["scaling"])
+    scalings = sorted_scalings(frame["scaling"])
     depths = sorted(frame["depth"].unique())
     fig, axes = plots.new_figure(
         ncols=len(depths), width=2 + 3.5 * len(depths), height=4.0, sharey=True
@@ -249,5 +250,5 @@ def read_table(path):
     """A results/expansion table; scalings as canonical text, even when all are fixed λ."""
     table = pd.read_csv(path, dtype={"scaling": str})
     if "scaling" in table:
-        table["scaling"] = table["scaling"].map(aggregate.scaling_name)
+        table["scaling"] = table["scaling"].map(scaling_name)
     return table

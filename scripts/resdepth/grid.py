@@ -6,16 +6,10 @@ Torch-free, because the Snakefile imports it to plan the DAG.
 import itertools
 import math
 
-from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, parse_scaling
+from resdepth.scalings import FIXED_LAMBDA_NAMES, branch_scale, is_fixed_lambda, scaling_token
 
 #: A cell's settings, in run-id order.
 CELL_KEYS = ("dataset", "arch", "depth", "scaling", "seed", "width", "lr", "epochs", "batch_size")
-
-
-def scaling_token(scaling):
-    """How a scaling is written in run ids: its name, or ``lam{λ:g}`` for a fixed λ."""
-    scaling = parse_scaling(scaling)
-    return f"lam{scaling:g}" if isinstance(scaling, float) else scaling
 
 
 def run_id(cell):
@@ -90,8 +84,13 @@ def capacity_lambdas(sweep):
 
 def capacity_runs(config):
     """The λ sweep's runs (claim C4), ``{run_id: cell}``; empty without a ``capacity``
-    section. The sweep reads GC from the runs' history, so it needs GC tracking on. With
-    ``grad_clip`` set, every cell carries it (the gradient-norm bound of ``train_run``)."""
+    section. The sweep reads GC from the runs' history, so it needs GC tracking on.
+
+    Every scaling of the sweep is trained unclipped, for every seed: these runs measure
+    the stability limit and decide C4. With ``clipped`` set, the fixed-λ scalings at or
+    above ``clipped.lambda_min`` are trained once more with their gradient norm clipped
+    at ``clipped.grad_clip`` (the cell carries it): a separate curve past the limit.
+    """
     sweep = config.get("capacity")
     if not sweep:
         return {}
@@ -102,10 +101,17 @@ def capacity_runs(config):
         )
     fixed = ("dataset", "arch", "depth", "width", "lr", "epochs", "batch_size")
     sweep_grid = {key: [sweep[key]] for key in fixed}
-    sweep_grid.update(scaling=capacity_scalings(sweep), seed=sweep["seed"])
-    cells = grid_cells(sweep_grid)
-    if sweep.get("grad_clip"):
-        cells = [{**cell, "grad_clip": sweep["grad_clip"]} for cell in cells]
+    scalings = capacity_scalings(sweep)
+    cells = grid_cells({**sweep_grid, "scaling": scalings, "seed": sweep["seed"]})
+    clipped = sweep.get("clipped")
+    if clipped:
+        past = [
+            s
+            for s in scalings
+            if is_fixed_lambda(s) and branch_scale(s, sweep["depth"]) >= clipped["lambda_min"]
+        ]
+        copies = grid_cells({**sweep_grid, "scaling": past, "seed": sweep["seed"]})
+        cells += [{**cell, "grad_clip": clipped["grad_clip"]} for cell in copies]
     runs = {}
     for cell in cells:
         add_run(runs, cell, "capacity")
@@ -118,7 +124,7 @@ def capacity_scalings(sweep):
     A λ that is, to 3 significant digits, a named scaling's λ at the sweep's depth
     (``inv`` = 1/n is the first one by default) is replaced by that name: same tower,
     same seed, same run, so the sweep reuses the grid's run instead of training a copy
-    (unless the sweep clips gradients, which the grid does not).
+    (its clipped copies are the sweep's own runs: the grid does not clip).
     """
     named_lambdas = {f"{branch_scale(s, sweep['depth']):.3g}": s for s in FIXED_LAMBDA_NAMES}
     lambdas = [named_lambdas.get(f"{lam:.3g}", lam) for lam in capacity_lambdas(sweep)]

@@ -55,6 +55,17 @@ def write_csv(rows, path, columns):
     _atomic(path, write)
 
 
+def save_array(array, path):
+    """A numpy array as ``.npy`` (no pickle: readable by ``np.load`` with its defaults)."""
+    import numpy as np
+
+    def write(p):
+        with open(p, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    _atomic(path, write)
+
+
 def save_weights(model, path):
     import torch  # here, not at the top: table and plot jobs should not pay for torch
 

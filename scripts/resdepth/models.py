@@ -26,7 +26,12 @@ class ResidualTower(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(branches)
         self.scaling = parse_scaling(scaling)
-        init = torch.full((len(self.branches),), branch_scale(self.scaling, len(self.branches)))
+        # A fixed λ is kept in float64, the precision the tables report it in (a 0-dim
+        # float64 λ times a float32 branch output stays float32); SkipInit's learned α_l
+        # train in the model's dtype.
+        dtype = torch.get_default_dtype() if self.scaling == "skipinit" else torch.float64
+        scale = branch_scale(self.scaling, len(self.branches))
+        init = torch.full((len(self.branches),), scale, dtype=dtype)
         if self.scaling == "skipinit":
             self.alpha = nn.Parameter(init)
         else:

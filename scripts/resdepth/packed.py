@@ -224,7 +224,7 @@ class PackedResNet(nn.Module):
     def forward(self, x):
         x = self.stem(x)
         for branch, lam in zip(self.branches, self.scales(), strict=True):
-            x = x + lam.view(1, -1, *[1] * (x.dim() - 2)) * branch(x)
+            x = x + lam.to(x.dtype).view(1, -1, *[1] * (x.dim() - 2)) * branch(x)
         return self.head(x)
 
     def member_state_dict(self, k, grads=False):

@@ -1,7 +1,7 @@
-"""Figures of the pipeline: init explosion (C2), accuracy vs depth and training curves (C3),
-GC across λ and through training (C4).
+"""Figures of the pipeline: init explosion (C2), accuracy vs depth and training curves (C3)
+(the λ sweep's, C4, are in capacity_plots).
 
-Every figure names scalings with ``aggregate.scaling_label`` and colours them with
+Every figure names scalings with ``scalings.scaling_label`` and colours them with
 ``scaling_color``, so one scaling looks the same everywhere. Figures are written as
 PDF + PNG with fixed metadata, so re-rendering the same data gives identical bytes.
 """
@@ -12,17 +12,14 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from resdepth import aggregate
-from resdepth.scalings import NAMED_SCALINGS, is_fixed_lambda, parse_scaling
+from resdepth.scalings import NAMED_SCALINGS, parse_scaling, scaling_label, sorted_scalings
 
 #: Named scalings take fixed colours of seaborn's colour-blind palette (vermilion, blue,
 #: green, pink, tan: distinct from each other and from the greys of fixed λ).
@@ -48,9 +45,9 @@ def scaling_color(scaling):
 
 def hue_order_and_palette(scalings):
     """Labels in table order and a label -> colour map, for seaborn's hue."""
-    ordered = aggregate.sorted_scalings(scalings)
-    labels = [aggregate.scaling_label(s) for s in ordered]
-    return labels, {aggregate.scaling_label(s): scaling_color(s) for s in ordered}
+    ordered = sorted_scalings(scalings)
+    labels = [scaling_label(s) for s in ordered]
+    return labels, {scaling_label(s): scaling_color(s) for s in ordered}
 
 
 def scaling_handles(scalings):
@@ -157,7 +154,7 @@ def init_norms_figure(norms):
             "init_norms.csv mixes several (dataset, arch, width) settings; expected one"
         )
     hue_order, palette = hue_order_and_palette(norms["scaling"])
-    norms = norms.assign(label=norms["scaling"].map(aggregate.scaling_label))
+    norms = norms.assign(label=norms["scaling"].map(scaling_label))
     fig, axes = new_figure(ncols=2, width=10.0, height=4.0)
     full, zoom = axes[0]
     for ax in (full, zoom):
@@ -206,7 +203,7 @@ def accuracy_vs_depth_figure(runs):
         return no_data_figure(title, f"No trained run: all {len(runs)} runs diverged.")
     summary = aggregate.summarise_accuracy(runs)
     varying = aggregate.varying_settings(runs)
-    scalings = aggregate.sorted_scalings(runs["scaling"])
+    scalings = sorted_scalings(runs["scaling"])
     panels = list(summary.groupby(varying, sort=False)) if varying else [(None, summary)]
     fig, axes = new_figure(ncols=len(panels), width=3 + 4 * len(panels), height=4.0, sharey=True)
     for ax, (_, panel) in zip(axes[0], panels, strict=True):
@@ -222,7 +219,7 @@ def accuracy_vs_depth_figure(runs):
                 color=color,
                 marker="o",
                 capsize=3,
-                label=aggregate.scaling_label(scaling),
+                label=scaling_label(scaling),
             )
             diverged = panel[(panel["scaling"] == scaling) & (panel["n_diverged"] > 0)]
             ax.scatter(
@@ -298,10 +295,10 @@ def training_curves_figure(runs, histories):
     varying = aggregate.varying_settings(runs)
     groups = list(runs.groupby(varying, sort=False)) if varying else [(None, runs)]
     depths = sorted(runs["depth"].unique())
-    scalings = aggregate.sorted_scalings(runs["scaling"])
+    scalings = sorted_scalings(runs["scaling"])
     hue_order, palette = hue_order_and_palette(scalings)
     histories = histories.assign(
-        label=histories["scaling"].map(aggregate.scaling_label),
+        label=histories["scaling"].map(scaling_label),
         **{m: histories[m] * factor for m, _, _, factor in CURVE_METRICS},
     )
     nrows = len(groups) * len(CURVE_METRICS)
@@ -353,131 +350,10 @@ def list_runs_without_curve(ax, cell_runs, without_curve):
         ax.text(
             0.97,
             0.05 + 0.1 * line,
-            f"{aggregate.scaling_label(scaling)}: {len(missing)}/{n_runs} diverged in epoch 1",
+            f"{scaling_label(scaling)}: {len(missing)}/{n_runs} diverged in epoch 1",
             transform=ax.transAxes,
             ha="right",
             va="bottom",
             color=scaling_color(scaling),
             fontsize="small",
         )
-
-
-# --- Claim C4: the λ sweep ------------------------------------------------------------
-
-#: The settings a λ-sweep figure is titled with: the sweep fixes every one of them.
-SWEEP_SETTINGS = ["dataset", "arch", "depth", "width", "lr", "epochs", "batch_size"]
-
-
-def centre_and_range(frame, column, by, geometric):
-    """Mean of ``column`` per value of ``by`` (geometric mean if ``geometric``), min, max."""
-    groups = frame.groupby(by)[column]
-    centre = 10 ** np.log10(frame[column]).groupby(frame[by]).mean() if geometric else groups.mean()
-    return centre, groups.min(), groups.max()
-
-
-def lambda_curve(ax, sweep, column, geometric):
-    """``column`` against λ (log axis, spanning the whole sweep) over the runs that
-    finished; a diverged run is an 'x' on the bottom edge at its λ.
-
-    The fixed-λ runs (named ones like λ=1/n included, at their λ) make a line through
-    the mean over seeds with a min-to-max band; the named ones are also marked in their
-    colour. bn and skipinit have no fixed λ: dotted horizontal lines at their mean.
-    """
-    diverged = sweep[sweep["status"] != "ok"]
-    ax.scatter(
-        diverged["lambda"],
-        [0.0] * len(diverged),
-        color="0.3",
-        transform=ax.get_xaxis_transform(),
-        label="diverged run",
-        **DIVERGED_MARKER,
-    )
-    lambdas = sweep.loc[sweep["scaling"].map(is_fixed_lambda), "lambda"]
-    ax.set_xlim(lambdas.min() / 1.2, lambdas.max() * 1.2)  # the whole sweep, diverged λ too
-    sweep = sweep[sweep[column].notna()]
-    fixed = sweep["scaling"].map(is_fixed_lambda)
-    centre, low, high = centre_and_range(sweep[fixed], column, "lambda", geometric)
-    ax.plot(centre.index, centre, color="0.2", marker="o", label="fixed λ: mean over seeds")
-    ax.fill_between(
-        centre.index, low, high, color="0.2", alpha=0.2, linewidth=0, label="fixed λ: seed range"
-    )
-    for scaling in aggregate.sorted_scalings(sweep["scaling"]):
-        if isinstance(parse_scaling(scaling), float):
-            continue
-        runs = sweep[sweep["scaling"] == scaling]
-        color, label = scaling_color(scaling), aggregate.scaling_label(scaling)
-        if is_fixed_lambda(scaling):
-            centre, _, _ = centre_and_range(runs, column, "lambda", geometric)
-            ax.plot(centre.index, centre, color=color, marker="D", linestyle="", label=label)
-        else:
-            centre, _, _ = centre_and_range(runs, column, "scaling", geometric)
-            ax.axhline(centre.iloc[0], color=color, linestyle=":", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("λ (scale of every residual branch)")
-    if geometric:
-        ax.set_yscale("log")
-
-
-GC_LABEL = "GC = mean ‖∂ logits / ∂x‖²"
-
-
-@styled
-def capacity_gc_figure(sweep):
-    """Claim C4: GC against λ, at the end of training and at its peak during training.
-
-    Lines are geometric means over seeds (GC spans orders of magnitude), bands span the
-    seeds' min to max.
-    """
-    fig, axes = new_figure(ncols=2, width=11.0, height=4.0, sharey=True)
-    panels = (("gc_final", "at the end of training"), ("gc_peak", "peak during training"))
-    for ax, (column, title) in zip(axes[0], panels, strict=True):
-        lambda_curve(ax, sweep, column, geometric=True)
-        ax.set_title(title)
-    axes[0, 0].set_ylabel(GC_LABEL)
-    fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center")
-    return fig
-
-
-@styled
-def capacity_accuracy_figure(sweep):
-    """Final test accuracy against λ (mean over finished seeds, band min to max)."""
-    fig, axes = new_figure(width=8.0, height=4.0)
-    ax = axes[0, 0]
-    lambda_curve(ax, sweep.assign(test_acc=100 * sweep["test_acc"]), "test_acc", geometric=False)
-    ax.set_ylabel("test accuracy (%)")
-    fig.suptitle(settings_title(sweep, SWEEP_SETTINGS))
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
-    return fig
-
-
-@styled
-def capacity_training_figure(sweep, history):
-    """GC through training of the runs that finished: one line per fixed λ (geometric
-    mean over seeds) coloured by λ on a log scale; bn and skipinit dashed in their own
-    colour. Diverged runs are left out (their GC at init is in gc_vs_lambda.csv)."""
-    fig, axes = new_figure(width=8.0, height=4.0)
-    ax = axes[0, 0]
-    finished = sweep.loc[sweep["status"] == "ok", "run_id"]
-    history = history[history["run_id"].isin(finished)]
-    fixed = history["scaling"].map(is_fixed_lambda)
-    norm = LogNorm(history.loc[fixed, "lambda"].min(), history.loc[fixed, "lambda"].max())
-    lambda_colors = colormaps["viridis"]
-    for lam, runs in history[fixed].groupby("lambda"):
-        curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        ax.plot(curve.index, curve, color=lambda_colors(norm(lam)), marker=".")
-    for scaling, runs in history[~fixed].groupby("scaling"):
-        curve, _, _ = centre_and_range(runs, "gc", "epoch", geometric=True)
-        label = aggregate.scaling_label(scaling)
-        ax.plot(curve.index, curve, color=scaling_color(scaling), linestyle="--", label=label)
-    fig.colorbar(ScalarMappable(norm, lambda_colors), ax=ax, label="fixed λ")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch (0: initialisation)")
-    ax.set_ylabel(GC_LABEL)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if (~fixed).any():
-        ax.legend(loc="best", fontsize="small")
-    n_diverged = (sweep["status"] != "ok").sum()
-    title = settings_title(sweep, SWEEP_SETTINGS)
-    fig.suptitle(f"{title}\n{n_diverged} diverged runs not shown" if n_diverged else title)
-    return fig

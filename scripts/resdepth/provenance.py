@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy
 import torch
 
+from resdepth import settings
+
 #: The folder holding scripts/resdepth/: a git checkout's top level, when it is one.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,10 +39,12 @@ def code_digest():
 
 def code_version():
     """The git commit this code was checked out at ("+dirty" when tracked files differ from
-    it); else the installed package's version; else None (a copy of the source)."""
+    it, other than the execution-only settings.EXECUTION_FILES: a site's edits to a
+    profile); else the installed package's version; else None (a copy of the source)."""
     try:
         if Path(_git("rev-parse", "--show-toplevel")).resolve() == SOURCE_ROOT:
-            dirty = _git("status", "--porcelain", "--untracked-files=no")
+            execution = [f":(top,exclude){path}" for path in settings.EXECUTION_FILES]
+            dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ":/", *execution)
             return _git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         pass  # no git, or not inside a checkout

@@ -1,4 +1,5 @@
-"""Residual scalings λ (PAPER.md §1), kept free of torch so the DAG is planned fast."""
+"""Residual scalings λ (PAPER.md §1) and how they are written (run ids, tables, figures),
+kept free of torch so the DAG is planned fast."""
 
 import math
 
@@ -55,3 +56,46 @@ def family(scaling):
     """The module family of a scaling: ``plain`` (any fixed λ), ``bn`` or ``skipinit``.
     Runs of one family build towers of the same layers (packs.pack_key)."""
     return "plain" if is_fixed_lambda(scaling) else parse_scaling(scaling)
+
+
+# How a scaling is written: in run ids, tables and figures, and in which order.
+
+#: The paper's name of each named scaling.
+_LABELS = {
+    "one": "λ=1",
+    "inv_sqrt": "λ=1/√n",
+    "inv": "λ=1/n",
+    "bn": "BatchNorm",
+    "skipinit": "SkipInit",
+}
+
+
+def scaling_name(scaling):
+    """The canonical text of a scaling: its name, or a fixed λ written with ``{:g}``."""
+    scaling = parse_scaling(scaling)
+    return f"{scaling:g}" if isinstance(scaling, float) else scaling
+
+
+def scaling_token(scaling):
+    """How a scaling is written in run ids: its name, or ``lam{λ:g}`` for a fixed λ."""
+    name = scaling_name(scaling)
+    return f"lam{name}" if isinstance(parse_scaling(scaling), float) else name
+
+
+def scaling_label(scaling):
+    """How the paper names a scaling; used by every table and figure."""
+    scaling = parse_scaling(scaling)
+    return f"fixed λ={scaling:g}" if isinstance(scaling, float) else _LABELS[scaling]
+
+
+def scaling_sort_key(scaling):
+    """Named scalings in the order of NAMED_SCALINGS, then fixed λ ascending."""
+    scaling = parse_scaling(scaling)
+    if isinstance(scaling, float):
+        return (len(NAMED_SCALINGS), scaling)
+    return (NAMED_SCALINGS.index(scaling), 0.0)
+
+
+def sorted_scalings(scalings):
+    """The distinct scalings of ``scalings`` (canonical names) in table order."""
+    return sorted({scaling_name(s) for s in scalings}, key=scaling_sort_key)

@@ -5,12 +5,13 @@ result-defining settings are params, so changing an execution setting reruns not
 and a training checkpoint saved under other execution settings still resumes.
 
 Execution-only, per section (dotted keys are nested):
-- ``training``: ``checkpoint_every``, ``gpu`` (when to save, what to ask the scheduler
-  for); ``cuda_graph`` (replays the very kernels of the eager step); ``packing`` (which
-  runs share a job: each member trains exactly as it would alone); ``device`` and
-  ``threads`` (where the same computation runs); ``eval_batch_size`` and
-  ``gc.chunk_size`` (how many inputs one evaluation or complexity batch holds: every
-  input is computed alone, only sums are grouped differently).
+- ``training``: ``checkpoint_every``, ``gpu``, ``site_resources`` (when to save, what
+  to ask the scheduler for); ``cuda_graph`` (replays the very kernels of the eager
+  step); ``packing`` (which runs share a job: each member trains exactly as it would
+  alone); ``device`` and ``threads`` (where the same computation runs);
+  ``eval_batch_size`` and ``gc.chunk_size`` (how many inputs one evaluation or
+  complexity batch holds: every input is computed alone, only sums are grouped
+  differently).
 - ``expansion``: ``device``, ``threads``, ``eval_batch_size``, for the same reasons.
 
 A device, thread count or batch grouping changes results by floating-point round-off at
@@ -19,10 +20,15 @@ most (sums in another order), never what is computed. The speed options ``bf16``
 the kernels themselves.
 """
 
+#: Tracked files that only say how to run (the scheduler, cores, retries: the profiles):
+#: editing one changes no result, so provenance does not count it as a code change.
+EXECUTION_FILES = ("workflow/profiles",)
+
 EXECUTION_SETTINGS = {
     "training": (
         "checkpoint_every",
         "gpu",
+        "site_resources",
         "cuda_graph",
         "device",
         "threads",

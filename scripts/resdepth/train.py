@@ -182,18 +182,37 @@ def clip_gradients(model, max_norm):
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
-def evaluate(model, data, x, y, batch_size, settings=None):
-    """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
+def _eval_batches(model, data, x, y, batch_size, settings):
+    """(logits, targets) of ``model`` in eval mode, batch by batch over (x, y)."""
     model.eval()
-    loss_sum = torch.zeros((), device=y.device)
-    correct = torch.zeros((), device=y.device)
     for i in range(0, len(y), batch_size):
         with precision(y.device, settings or {}):
             logits = model(data.inputs(x[i : i + batch_size])).float()
-        target = y[i : i + batch_size]
+        yield logits, y[i : i + batch_size]
+
+
+def evaluate(model, data, x, y, batch_size, settings=None):
+    """Mean loss and accuracy of ``model`` in eval mode over (x, y)."""
+    loss_sum = torch.zeros((), device=y.device)
+    correct = torch.zeros((), device=y.device)
+    for logits, target in _eval_batches(model, data, x, y, batch_size, settings):
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
     return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+@torch.no_grad()
+def test_outcomes(model, data, batch_size, settings=None):
+    """Per test example, in test-set order, whether ``model`` predicts its class: two
+    runs scored on the same images differ only where one of them is right
+    (fits.paired_test_variance). A bool array on the CPU."""
+    outcomes = [
+        logits.argmax(1) == target
+        for logits, target in _eval_batches(
+            model, data, data.x_test, data.y_test, batch_size, settings
+        )
+    ]
+    return torch.cat(outcomes).cpu().numpy()
 
 
 class Run:

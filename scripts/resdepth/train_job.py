@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from resdepth import checkpoint, data, gpus, grid, jobs, packed, provenance, train
@@ -39,6 +40,7 @@ class RunFiles(NamedTuple):
 
     model: Path
     history: Path
+    test_correct: Path
     metrics: Path
 
 
@@ -86,6 +88,7 @@ def train_pack(pack_id, files, cells, data_path, settings, params, device, check
                 written = files[run_id]
                 jobs.save_weights(run.model, written.model)
                 jobs.write_csv(run.history, written.history, train.HISTORY_COLUMNS)
+                jobs.save_array(test_correct(run, dataset, settings), written.test_correct)
                 job = {"pack_id": pack_id, "pack_members": to_train, "provenance": record}
                 run_metrics = metrics(run_id, run, written.model, settings, job)
                 jobs.write_json(run_metrics, written.metrics)  # last: the run is complete
@@ -105,6 +108,14 @@ def trainees(pack_id, cells, dataset, settings, params, device):
         return
     for run_id, cell in cells.items():
         yield run_id, train.Run(cell, dataset, settings, arch_options, device)
+
+
+def test_correct(run, dataset, settings):
+    """Whether the trained ``run`` predicts each test example right (train.test_outcomes);
+    empty for a diverged run, which has no final model to score."""
+    if run.diverged_at:
+        return np.zeros(0, dtype=bool)
+    return train.test_outcomes(run.model, dataset, settings["eval_batch_size"], settings)
 
 
 def outcome(run):

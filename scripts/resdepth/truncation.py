@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from resdepth import expansion
-from resdepth.fits import loglog_slope
+from resdepth.fits import MIN_SLOPE_POINTS, loglog_slope
 from resdepth.models import build_model
 
 #: What names one tower of the truncation study, first in each of its tables.
@@ -39,7 +39,8 @@ PER_INPUT_COLUMNS = (
     *TOWER_COLUMNS,
     "input",
     "order",
-    "first_mask_change_lambda",
+    "first_flip_lambda_low",
+    "first_flip_lambda_high",
     "slope",
     "fit_lambda_min",
     "fit_lambda_max",
@@ -78,10 +79,14 @@ def truncation_tables(settings, x, num_classes, arch_options=None):
     many ReLU units no longer have their λ = 0 mask (each adds an O(λ²) piece to the
     Taylor remainder that no Taylor order removes; empty for smooth towers).
 
-    ``per_input`` (ReLU towers): per input and K, the log-log slope of that input's
-    Taylor error over the λ of the grid that lie below its first mask change (measured
-    on the grid: the smallest λ at which any of its units is off its λ = 0 mask) and
-    at most ``fit_max_lambda``, leaving out errors at round-off (ROUND_OFF_EPS).
+    ``per_input`` (ReLU towers): per input and K, where its first mask flip lies on the
+    grid, bracketed between two grid points (``first_flip_lambda_low``: the largest λ of
+    the grid up to which none of its units is off its λ = 0 mask, 0 if the flip comes
+    before the grid; ``first_flip_lambda_high``: the next λ of the grid, where one is;
+    inf if none is on the grid), and the log-log slope of the input's Taylor error over
+    the grid's λ up to ``first_flip_lambda_low`` and ``fit_max_lambda``, leaving out
+    errors at round-off (ROUND_OFF_EPS). Below the flip the tower is exactly the
+    polynomial the expansion computes, so that slope checks the expansion's exactness.
     """
     orders = sorted(settings["orders"])
     lambdas = lambda_grid(settings)
@@ -166,22 +171,25 @@ def truncation_tables(settings, x, num_classes, arch_options=None):
 
 def _per_input_slopes(key, lambdas, orders, errors, floors, first_change, fit_max_lambda):
     """Rows of ``per_input``: ``errors`` (λ, K, input), ``floors`` (λ, input) the
-    round-off level of each error, ``first_change`` (input) the first λ with a mask
-    change (inf: none on the grid)."""
+    round-off level of each error, ``first_change`` (input) the first grid λ with a mask
+    flip (inf: none on the grid)."""
     lambdas = np.asarray(lambdas)
     rows = []
     for i, first in enumerate(first_change.tolist()):
+        before = lambdas[lambdas < first]
+        low = float(before[-1]) if len(before) else 0.0
         for k, order in enumerate(orders):
             error = errors[:, k, i].numpy()
-            keep = (lambdas < first) & (lambdas <= fit_max_lambda) & (error > floors[:, i].numpy())
+            keep = (lambdas <= low) & (lambdas <= fit_max_lambda) & (error > floors[:, i].numpy())
             fitted = lambdas[keep]
             rows.append(
                 {
                     **key,
                     "input": i,
                     "order": order,
-                    "first_mask_change_lambda": first,
-                    "slope": loglog_slope(fitted, error[keep]) if len(fitted) >= 3 else math.nan,
+                    "first_flip_lambda_low": low,
+                    "first_flip_lambda_high": first,
+                    "slope": loglog_slope(fitted, error[keep], MIN_SLOPE_POINTS),
                     "fit_lambda_min": float(fitted.min()) if len(fitted) else math.nan,
                     "fit_lambda_max": float(fitted.max()) if len(fitted) else math.nan,
                     "n_points": int(keep.sum()),

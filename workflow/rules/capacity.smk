@@ -13,10 +13,12 @@ localrules:
 
 
 rule capacity_tables:
-    """The sweep's runs: final/peak GC, accuracy and loss per run; GC over training."""
+    """The sweep's runs: GC at init, end and peak, flags, accuracy and loss per run; GC
+    over training."""
     input:
         metrics=run_files("metrics.json", CAPACITY_RUNS),
         histories=run_files("history.csv", CAPACITY_RUNS),
+        manifest=capacity_manifest,
         lib=lib("capacity_tables"),
     output:
         sweep="results/capacity/gc_vs_lambda.csv",
@@ -32,7 +34,8 @@ rule capacity_tables:
 
 
 rule capacity_unimodality:
-    """Is GC(λ) unimodal? The documented test, per seed and for the seed mean."""
+    """The shape of GC(λ) below the stability limit, per seed and for the seed mean,
+    without noise (a description; claim C4's test is in the claims rule)."""
     input:
         sweep=rules.capacity_tables.output.sweep,
         lib=lib("capacity_unimodality"),

@@ -1,3 +1,4 @@
+import os
 import sys
 
 from snakemake.utils import min_version
@@ -12,7 +13,7 @@ from resdepth import cifar10, config_layers, configcheck, deps, grid, packs, set
 # them into the default would silently fill a user config's missing keys from it.
 if not workflow.config_settings.configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 # Rebuilt from its layers (resdepth/config_layers.py): Snakemake merges --config before
@@ -40,20 +41,39 @@ def per_run_files(pattern, runs):
 
 def lib(script):
     """The library modules that ``scripts/<script>.py`` imports, directly or not, as
-    inputs: editing one reruns exactly the jobs whose code it is part of."""
+    inputs: editing one reruns exactly the jobs whose code it is part of. Found beside
+    the Snakefile, so the workflow runs from any working directory (--directory), and
+    named relative to it, so a checkout moved with its results reruns nothing."""
     source = f"{workflow.basedir}/scripts/{script}.py"
-    return [f"scripts/resdepth/{name}.py" for name in deps.library_modules(source)]
+    library = os.path.relpath(f"{workflow.basedir}/scripts/resdepth")
+    return [f"{library}/{name}.py" for name in deps.library_modules(source)]
+
+
+#: What every training job asks its scheduler for at this site, beyond the estimates
+#: (training.site_resources: a partition, a GPU model, a --gres form). Execution only.
+SITE_RESOURCES = config["training"].get("site_resources", {})
+#: The training jobs' own resources, estimated per pack: a site value replaces them.
+PACK_RESOURCES = ("mem_mb", "runtime", "gpu")
 
 
 def pack_resource(pack_id, name):
-    """The function giving resource ``name`` (``mem_mb``, ``runtime`` or ``gpu``) of a
-    pack's training job, per attempt (see packs.pack_resources)."""
+    """Resource ``name`` (one of PACK_RESOURCES) of a pack's training job: the site's
+    value if it sets one (e.g. ``gpu: 0`` with a ``gres``), else the estimate per attempt
+    (see packs.pack_resources)."""
+    if name in SITE_RESOURCES:
+        return SITE_RESOURCES[name]
     cells = [TRAIN_RUNS[run_id] for run_id in PACKS[pack_id]]
 
     def resource(wildcards, attempt):
         return packs.pack_resources(cells, config, attempt)[name]
 
     return resource
+
+
+def site_resources():
+    """The site's resources that every training job adds to its own (PACK_RESOURCES come
+    through pack_resource)."""
+    return {k: v for k, v in SITE_RESOURCES.items() if k not in PACK_RESOURCES}
 
 
 def train_params(pack_id):
@@ -109,6 +129,12 @@ def cifar10_test_archive_md5(wildcards):
 def expansion_figure_tables(wildcards):
     """The tables an expansion figure is drawn from, by name."""
     return EXPANSION_FIGURES[wildcards.figure]
+
+
+def capacity_manifest(wildcards):
+    """The manifest of the sweep's data set: its number of classes flags runs whose
+    final train loss is above a uniform guess's."""
+    return f"results/data/{config['capacity']['dataset']}.json"
 
 
 # Issue 20: the studies of fresh transformers (config section `transformer`, optional).

@@ -1,7 +1,7 @@
 # Submitted on a cluster (the compute), like init_norms, expansion_run and
 # expansion_truncation; every other rule is a `localrules:` (tests/test_localrules.py).
 """Training: one job per pack (resdepth.packs) → results/runs/<run_id>/{metrics.json,
-history.csv,model.pt} for each of its runs.
+history.csv,model.pt,test_correct.npy} for each of its runs.
 
 A pack's runs differ only in their scaling; its job (resdepth.train_job) trains them one
 after another in one process, each as it would alone, and writes each run's files the
@@ -27,6 +27,9 @@ for pack_id, members in PACKS.items():
             metrics=per_run_files("results/runs/{run_id}/metrics.json", members),
             history=per_run_files("results/runs/{run_id}/history.csv", members),
             model=per_run_files("results/runs/{run_id}/model.pt", members),
+            test_correct=per_run_files(
+                "results/runs/{run_id}/test_correct.npy", members
+            ),
         log:
             f"results/logs/train/{pack_id}.log",
         benchmark:
@@ -35,6 +38,7 @@ for pack_id, members in PACKS.items():
             "../../envs/resdepth.yaml"
         threads: config["training"]["threads"]
         resources:
+            **site_resources(),  # training.site_resources: one place for all packs
             # Estimates from the members' FLOPs and memory (resdepth.cost): they grow
             # with depth and add up over a pack's members.
             mem_mb=pack_resource(pack_id, "mem_mb"),
