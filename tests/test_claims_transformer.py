@@ -9,7 +9,8 @@ from conftest import REPO
 
 from resdepth import claims_transformer as ct
 
-THRESHOLDS = yaml.safe_load((REPO / "config/config.yaml").read_text())["claims"]["transformer"]
+CLAIMS = yaml.safe_load((REPO / "config/config.yaml").read_text())["claims"]
+MANIFESTS = [{"dataset": "recall", "n_test": 2048}]
 
 
 def slopes(deviation=0.0, missing=False):
@@ -25,10 +26,10 @@ def slopes(deviation=0.0, missing=False):
 
 
 def test_truncation_holds_within_the_tolerance_and_fails_outside_it():
-    assert ct.check_truncation(slopes(0.09), THRESHOLDS)["verdict"] == ct.HOLDS
-    assert ct.check_truncation(slopes(0.11), THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
-    assert ct.check_truncation(slopes(missing=True), THRESHOLDS)["verdict"] == ct.NOT_MEASURED
-    assert ct.check_truncation(None, THRESHOLDS)["verdict"] == ct.NOT_MEASURED
+    assert ct.check_truncation(slopes(0.09), CLAIMS["C1T"])["verdict"] == ct.HOLDS
+    assert ct.check_truncation(slopes(0.11), CLAIMS["C1T"])["verdict"] == ct.DOES_NOT_HOLD
+    assert ct.check_truncation(slopes(missing=True), CLAIMS["C1T"])["verdict"] == ct.NOT_MEASURED
+    assert ct.check_truncation(None, CLAIMS["C1T"])["verdict"] == ct.NOT_MEASURED
 
 
 def init_norms(pre_ln_power=0.5, free_rate=0.1, bounded=1.2):
@@ -67,12 +68,12 @@ def init_norms(pre_ln_power=0.5, free_rate=0.1, bounded=1.2):
     ],
 )
 def test_init_norms_verdicts(changes, verdict):
-    result = ct.check_init_norms(init_norms(**changes), THRESHOLDS)
+    result = ct.check_init_norms(init_norms(**changes), CLAIMS["C2T"])
     assert result["verdict"] == verdict, result["summary"]
 
 
 def test_init_norms_report_the_pre_ln_power_with_its_interval():
-    measured = ct.check_init_norms(init_norms(), THRESHOLDS)["measured"]["pre_ln_exponent"]
+    measured = ct.check_init_norms(init_norms(), CLAIMS["C2T"])["measured"]["pre_ln_exponent"]
     assert measured["low"] < 0.5 < measured["high"] and measured["mean"] == pytest.approx(0.5)
 
 
@@ -97,10 +98,10 @@ def radius(power):
 
 
 def test_radius_holds_for_one_over_sqrt_n_not_for_one_over_n():
-    result = ct.check_radius(radius(0.5), THRESHOLDS)
+    result = ct.check_radius(radius(0.5), CLAIMS["C6"])
     assert result["verdict"] == ct.HOLDS, result["summary"]
     assert result["measured"]["rows"][0]["ratio_drift"] == pytest.approx(-0.1)
-    assert ct.check_radius(radius(1.0), THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
+    assert ct.check_radius(radius(1.0), CLAIMS["C6"])["verdict"] == ct.DOES_NOT_HOLD
 
 
 def truncated(order1_acc, full_acc=1.0, scaling="bn"):
@@ -108,6 +109,7 @@ def truncated(order1_acc, full_acc=1.0, scaling="bn"):
         [
             dict(
                 run_id="r",
+                dataset="recall",
                 arch="transformer",
                 scaling=scaling,
                 order=k,
@@ -120,12 +122,38 @@ def truncated(order1_acc, full_acc=1.0, scaling="bn"):
 
 
 def test_recall_order_verdicts():
-    assert ct.check_recall_order(truncated(0.1), 2048, THRESHOLDS)["verdict"] == ct.HOLDS
-    assert ct.check_recall_order(truncated(0.9), 2048, THRESHOLDS)["verdict"] == ct.DOES_NOT_HOLD
+    assert ct.check_recall_order(truncated(0.1), MANIFESTS, CLAIMS["C7"])["verdict"] == ct.HOLDS
+    assert (
+        ct.check_recall_order(truncated(0.9), MANIFESTS, CLAIMS["C7"])["verdict"]
+        == ct.DOES_NOT_HOLD
+    )
     # 0.3 ± its binomial error straddles the threshold
-    assert ct.check_recall_order(truncated(0.3), 2048, THRESHOLDS)["verdict"] == ct.INCONCLUSIVE
+    assert (
+        ct.check_recall_order(truncated(0.3), MANIFESTS, CLAIMS["C7"])["verdict"] == ct.INCONCLUSIVE
+    )
     # the premise: a λ=1 run that learned recall
-    not_trained = ct.check_recall_order(truncated(0.1, full_acc=0.5), 2048, THRESHOLDS)
+    not_trained = ct.check_recall_order(truncated(0.1, full_acc=0.5), MANIFESTS, CLAIMS["C7"])
     assert not_trained["verdict"] == ct.NOT_MEASURED
-    other_scaling = ct.check_recall_order(truncated(0.9, scaling="inv"), 2048, THRESHOLDS)
+    other_scaling = ct.check_recall_order(truncated(0.9, scaling="inv"), MANIFESTS, CLAIMS["C7"])
     assert other_scaling["verdict"] == ct.NOT_MEASURED
+
+
+def test_claims_check_runs_the_transformer_claims_per_family():
+    """Wired into claims.CLAIMS: C7 on a truncated-accuracy table with an MLP and a
+    transformer family decides on the transformer's rows alone; C1T, C2T, C6 read their
+    own tables."""
+    from resdepth import claims
+
+    mlp = truncated(0.9).assign(dataset="digits", arch="mlp", taylor_test_acc=float("nan"))
+    tables = {
+        "truncated_accuracy": pd.concat([mlp, truncated(0.1)]),
+        "data_manifests": MANIFESTS + [{"dataset": "digits", "n_test": 450}],
+        "truncation_transformer_slopes": slopes().assign(dataset="recall", arch="transformer"),
+        "init_norms_transformer": init_norms().assign(dataset="recall", arch="transformer"),
+        "radius_transformer": radius(0.5).assign(dataset="recall", arch="transformer"),
+    }
+    checks = {c.id: c for c in claims.check_all(tables, CLAIMS)}
+    assert checks["C7"].verdict == ct.HOLDS
+    families = {f["arch"]: f["verdict"] for f in checks["C7"].measured["families"]}
+    assert families == {"mlp": ct.NOT_MEASURED, "transformer": ct.HOLDS}
+    assert [checks[c].verdict for c in ("C1T", "C2T", "C6")] == [ct.HOLDS] * 3

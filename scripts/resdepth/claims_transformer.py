@@ -1,10 +1,10 @@
 """Claims about transformers (issue 20), checked on the transformer studies' tables.
 
 Each ``check_*`` takes its tables (DataFrames read from the files of
-docs/file-contracts.md; None when the config does not produce them) and the config's
-``claims.transformer`` thresholds, and returns ``{"test", "verdict", "summary",
-"measured"}``, the fields of a claims.py finding, with its verdicts (holds, does not hold,
-inconclusive, not measured). Only transformer rows are read: the MLP and conv families
+docs/file-contracts.md; None when the config does not produce them) and its claim's
+thresholds (the config's ``claims.C1T`` … ``claims.C7``), and returns ``{"test", "verdict",
+"summary", "measured"}``: the fields of a ``claims.Finding``, which claims.CLAIMS makes of
+it, with the same verdicts. Only transformer rows are read: the MLP and conv families
 have their own checks (claims.py), never pooled with these.
 
 - ``check_truncation`` (C1 on transformers): every fitted slope within the tolerance of K+1.
@@ -26,7 +26,7 @@ DOES_NOT_HOLD = "does not hold"
 INCONCLUSIVE = "inconclusive"
 NOT_MEASURED = "not measured"
 
-#: The statements of the transformer claims, as the report prints them.
+#: The statements of the transformer claims (claims.CLAIMS prints them).
 STATEMENTS = {
     "C1T": "C1 on transformers: the order-K Taylor truncation error of a fresh transformer "
     "scales as λ^(K+1) (softmax, LayerNorm and GELU are smooth: no kinks).",
@@ -231,9 +231,10 @@ def _text(value):
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def check_recall_order(truncated, n_test, thresholds):
+def check_recall_order(truncated, manifests, thresholds):
     """C7 from truncated_accuracy.csv (``taylor_test_acc``) of the transformer runs at
-    λ = 1 (scalings one and bn); ``n_test`` the test set's size for the binomial error."""
+    λ = 1 (scalings one and bn); ``manifests`` the grid's data-set manifests (their
+    ``n_test``: the binomial error of an accuracy)."""
     max_first = thresholds["max_order1_acc"]
     min_full = thresholds["min_full_acc"]
     confidence = thresholds["confidence"]
@@ -243,7 +244,7 @@ def check_recall_order(truncated, n_test, thresholds):
         f"≤ {max_first:g}. Holds if every such run's interval lies below it; does not hold "
         "if one lies above; not measured without such a run."
     )
-    if truncated is None or truncated.empty:
+    if truncated is None or truncated.empty or "taylor_test_acc" not in truncated:
         return _result(test, NOT_MEASURED, "this run has no trained transformer runs")
     rows = truncated[
         (truncated["arch"] == "transformer")
@@ -253,10 +254,12 @@ def check_recall_order(truncated, n_test, thresholds):
     ]
     if rows.empty:
         return _result(test, NOT_MEASURED, f"no λ=1 transformer run reached {min_full:g}")
+    n_test = {m["dataset"]: m["n_test"] for m in manifests or []}
     z = _normal_quantile(confidence)
     verdicts, found = [], []
     for row in rows.itertuples():
-        half = z * math.sqrt(max(row.taylor_test_acc * (1 - row.taylor_test_acc), 1e-12) / n_test)
+        variance = max(row.taylor_test_acc * (1 - row.taylor_test_acc), 1e-12)
+        half = z * math.sqrt(variance / n_test[row.dataset])
         interval = {"low": row.taylor_test_acc - half, "high": row.taylor_test_acc + half}
         verdict = _range_verdict(interval, -math.inf, max_first)
         verdicts.append(verdict)
