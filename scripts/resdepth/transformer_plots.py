@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resdepth import aggregate, plots
+from resdepth import plots, scalings
 
 #: Line style of each ``norm`` (arch_options.transformer.norm) in every figure.
 NORM_STYLES = {"pre_ln": "-", "none": "--"}
@@ -18,14 +18,14 @@ NORM_LABELS = {"pre_ln": "pre-LN", "none": "norm-free"}
 
 def scaling_label(scaling):
     """A scaling's legend name on transformers: ``bn`` is the pre-LN tower at λ = 1 there."""
-    return "pre-LN, λ=1" if scaling == "bn" else aggregate.scaling_label(scaling)
+    return "pre-LN, λ=1" if scaling == "bn" else scalings.scaling_label(scaling)
 
 
-def _scaling_handles(scalings):
+def _scaling_handles(names):
     """One coloured line per scaling, in table order, with transformer names."""
     return [
         Line2D([], [], color=plots.scaling_color(s), marker="o", label=scaling_label(s))
-        for s in aggregate.sorted_scalings(scalings)
+        for s in scalings.sorted_scalings(names)
     ]
 
 
