@@ -34,6 +34,7 @@ rule all:
         rules.plot_training_curves.output,
         expand("results/figures/expansion_{figure}.pdf", figure=EXPANSION_FIGURES),
         CAPACITY_OUTPUTS,
+        TRANSFORMER_OUTPUTS,
         rules.claims.output,
         rules.claims_page.output,
         rules.paper.output,

@@ -51,6 +51,7 @@ BF16_PEAK = (
 )
 SHAPE, CLASSES = (3, 32, 32), 10
 SETTINGS = {  # config/paper.yaml's training section, less what the variants set
+    "optimizer": "sgd",
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-4,

@@ -43,6 +43,7 @@ from bench_cifar_throughput import bf16_peak, synthetic  # noqa: E402
 from resdepth import cost, data, grid, train, train_job  # noqa: E402
 
 SETTINGS = {  # config/paper.yaml's training section, less what is varied here
+    "optimizer": "sgd",
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-4,

@@ -21,6 +21,7 @@ TINY_CONFIG = ".test/config/config.yaml"
 
 #: The training settings the unit tests share (the config's `training` section, trimmed).
 TRAIN_SETTINGS = {
+    "optimizer": "sgd",
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-4,

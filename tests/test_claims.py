@@ -647,9 +647,13 @@ def all_tables():
 
 def test_documents_carry_every_claim_and_verdict():
     checks = claims.check_all(all_tables(), THRESHOLDS)
-    assert [c.verdict for c in checks] == [HOLDS, HOLDS, HOLDS, HOLDS, MEASURED]
+    # the transformer claims (C1T, C2T, C6, C7) have no tables here
+    assert [c.verdict for c in checks] == [HOLDS, HOLDS, HOLDS, HOLDS, MEASURED] + [
+        NOT_MEASURED
+    ] * 4
     document = json.loads(claims.claims_json(checks, THRESHOLDS))
-    assert [c["id"] for c in document["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    ids = ["C1", "C2", "C3", "C4", "C5", "C1T", "C2T", "C6", "C7"]
+    assert [c["id"] for c in document["claims"]] == ids
     assert document["thresholds"] == THRESHOLDS
     markdown = claims.claims_markdown(checks)
     for check in checks:
@@ -662,7 +666,7 @@ def test_documents_carry_every_claim_and_verdict():
     # C2's figure embedded (the report shows the page as a data URL), the others linked
     assert page.count("data:image/png;base64,") == 1 and page.count("<a href=") == 4
     assert "acc(λ=1/√n) − acc(λ=1/n) paired by seed" in page and "Σ_{k≤K}" in page
-    assert markdown.count("*What would change the verdict.*") == 5
+    assert markdown.count("*What would change the verdict.*") == 9
 
 
 def test_html_escapes_text():

@@ -189,3 +189,26 @@ def test_gc_tracking_off_does_no_gc_work(digits, monkeypatch, gc_settings):
     _, history, _ = train_run(digits_cell(epochs=2), digits, settings)
     assert [row["epoch"] for row in history] == [1, 2]
     assert not any("gc" in row for row in history)
+
+
+@pytest.mark.parametrize("scaling", ["one", "bn"])
+def test_gc_of_token_inputs_is_taken_with_respect_to_their_embeddings(scaling):
+    """Token ids have no derivative: GC is that of x0 ↦ head(tower(x0)) at the embeddings,
+    per input, and changes neither the model nor its gradients."""
+    torch.manual_seed(0)
+    options = dict(vocab_size=11, heads=2, activation="gelu", init="fan_in", context=7)
+    model = models.build_model("transformer", (7,), 5, 8, 2, scaling, **options).double()
+    ids = torch.randint(11, (6, 7))
+    with torch.no_grad():
+        x0 = model.stem(ids)
+
+    def logits(x):
+        return model.head(model.tower(x.unsqueeze(0)))
+
+    per_input = [torch.autograd.functional.jacobian(logits, x).pow(2).sum() for x in x0]
+    expected = torch.stack(per_input).mean().item()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    estimate = geometric_complexity(model, ids, chunk_size=4)
+    assert estimate.value == pytest.approx(expected, rel=1e-10)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

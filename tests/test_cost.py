@@ -243,3 +243,68 @@ def test_pack_memory_follows_the_backend_as_measured():
         asked_mb = cost.pack_resources(cells, training)["mem_mb"] - cost.HOST_BASE_MB
         peak_mb = float(measured["peak_growth_mb"])
         assert peak_mb <= asked_mb <= 2.5 * peak_mb, (measured, asked_mb)
+
+
+TRANSFORMER = dict(vocab_size=12, heads=2, activation="gelu", init="fan_in", context=9)
+
+
+@pytest.mark.parametrize("scaling", ["one", "bn", "skipinit"])
+def test_transformer_flops_and_parameters_match_the_model(scaling):
+    """Every matmul of a sequence's forward and backward (q/k/v, the causal T×T logits and
+    mixing, projections, MLP, the head at the last position), and every parameter."""
+    shape = (7,)
+    model = models.build_model("transformer", shape, 5, 8, 3, scaling, **TRANSFORMER)
+    ids = torch.randint(12, (4, *shape))
+    with FlopCounterMode(display=False) as forward:
+        logits = model(ids)
+    with FlopCounterMode(display=False) as backward:
+        logits.sum().backward()
+    per_sequence_forward = forward.get_total_flops() / 4
+    per_sequence_train = per_sequence_forward + backward.get_total_flops() / 4
+    assert cost.forward_flops("transformer", shape, 5, 8, 3, **TRANSFORMER) == per_sequence_forward
+    assert cost.train_flops("transformer", shape, 5, 8, 3, **TRANSFORMER) == per_sequence_train
+    expected = sum(p.numel() for p in model.parameters())
+    assert cost.parameter_count("transformer", shape, 5, 8, 3, scaling, **TRANSFORMER) == expected
+
+
+def test_recall_sizes_come_from_the_config():
+    datasets = {"recall": dict(pairs=4, keys=8, values=6, n_train=100, n_test=10, split_seed=0)}
+    info = cost.dataset_info("recall", datasets)
+    assert info["input_shape"] == (9,) and info["num_classes"] == 6 and info["vocab_size"] == 14
+    cell = dict(dataset="recall", arch="transformer", depth=2, scaling="inv", seed=0)
+    cell.update(width=8, epochs=1, batch_size=10)
+    training = {"device": "cpu", "threads": 1}
+    small = cost.pack_resources([cell], training, TRANSFORMER, datasets)
+    bigger = {"recall": {**datasets["recall"], "n_train": 1_000_000}}
+    assert cost.pack_resources([cell], training, TRANSFORMER, bigger)["runtime"] > small["runtime"]
+    with pytest.raises(ValueError, match="datasets.recall"):
+        cost.dataset_info("recall", {})
+
+
+@pytest.mark.parametrize("order", [1, 4, 6])
+def test_transformer_taylor_flops_match_the_expansion(order):
+    """The study estimates of paper.yaml rest on this count: every matmul of
+    expansion.taylor_terms on a transformer tower, the bilinear attention products too."""
+    from resdepth import expansion
+
+    model = models.build_model("transformer", (7,), 5, 8, 3, "one", **TRANSFORMER).double()
+    x0 = model.stem(torch.randint(12, (4, 7)))
+    with FlopCounterMode(display=False) as counted:
+        expansion.taylor_terms(model.eval(), x0, order)
+    expected = cost.taylor_flops((7,), 5, 8, 3, order)
+    assert counted.get_total_flops() / 4 == expected
+
+
+def test_transformer_study_flops_add_up_their_cells():
+    datasets = {"recall": dict(pairs=3, keys=8, values=6, n_train=10, n_test=4, split_seed=0)}
+    study = dict(dataset="recall", width=8, norm=["pre_ln", "none"], batch_size=4)
+    studies = {
+        "init_norms": {**study, "depth": [1, 3], "scaling": ["one", "inv"], "seed": [0, 1, 2]},
+        "radius": {**study, "depth": [3], "seed": [0], "order": 4},
+        "truncation": {**study, "depth": 3, "seeds": [0], "orders": [1, 4], "lambda_steps": 5},
+    }
+    flops = cost.transformer_study_flops(studies, datasets, TRANSFORMER)
+    forward = lambda depth: cost.forward_flops("transformer", (7,), 6, 8, depth)  # noqa: E731
+    assert flops["init_norms"] == 2 * 4 * 2 * 3 * (forward(1) + forward(3))
+    assert flops["radius"] == 2 * 4 * cost.taylor_flops((7,), 6, 8, 3, 4)
+    assert flops["truncation"] == 2 * 4 * (cost.taylor_flops((7,), 6, 8, 3, 4) + 5 * forward(3))

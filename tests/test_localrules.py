@@ -12,10 +12,20 @@ import sys
 
 from conftest import REPO
 
-SUBMITTED = {"train", "init_norms", "expansion_run", "expansion_truncation"}
+SUBMITTED = {
+    "train",
+    "init_norms",
+    "expansion_run",
+    "expansion_truncation",
+    # the transformer studies at init: float64 towers of up to 512 modules
+    "init_norms_transformer",
+    "radius_transformer",
+    "expansion_truncation_transformer",
+}
 LOCAL = {
     "all",
     "digits",
+    "recall",
     "download_cifar10",
     "cifar10",
     "aggregate_runs",
@@ -25,6 +35,7 @@ LOCAL = {
     "plot_training_curves",
     "expansion_tables",
     "plot_expansion",
+    "plot_transformer",
     "capacity_tables",
     "capacity_unimodality",
     "plot_capacity",

@@ -19,6 +19,7 @@ ARTIFACT_SOURCES = (
     "plot_training_curves",
     "plot_expansion",
     "plot_capacity",
+    "plot_transformer",
     "accuracy_table",
 )
 
@@ -38,6 +39,9 @@ CLAIM_TABLES = {
     "capacity_sweep": "results/capacity/gc_vs_lambda.csv",
     "orders": "results/expansion/orders.csv",
     "truncated_accuracy": "results/expansion/truncated_accuracy.csv",
+    "truncation_transformer_slopes": "results/expansion/truncation_transformer_slopes.csv",
+    "init_norms_transformer": "results/init_norms_transformer.csv",
+    "radius_transformer": "results/radius_transformer.csv",
     "test_correct": [
         f"results/runs/{run_id}/test_correct.npy" for run_id in grid_runs(tiny_config())
     ],
@@ -48,7 +52,8 @@ def test_claims_files_hold_the_checks_of_this_runs_tables(finished):
     """The rule passes each check its own table and the config's thresholds: its verdicts
     are those of the checks recomputed here from the run's result files."""
     document = json.loads(finished.path("results/claims.json").read_text())
-    assert [c["id"] for c in document["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    ids = ["C1", "C2", "C3", "C4", "C5", "C1T", "C2T", "C6", "C7"]
+    assert [c["id"] for c in document["claims"]] == ids
     assert set(CLAIM_TABLES) == set(claims.TABLE_NAMES)
     paths = {
         name: [finished.path(p) for p in path] if isinstance(path, list) else finished.path(path)

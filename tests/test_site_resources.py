@@ -106,8 +106,11 @@ def test_a_site_profile_and_site_file_leave_the_tracked_tree_alone(workflow, tmp
         training = rule.startswith("train_")
         assert resources["slurm_partition"] == ("gpu" if training else "cpu"), rule
         assert ("gpu_model" in resources) == training, rule
+    sizes = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     for rule in SUBMITTED - {"train"}:
-        assert (jobs[rule]["mem_mb"], jobs[rule]["runtime"]) == ("2000", "30"), rule
+        expected = sizes["set-resources"][rule]
+        assert jobs[rule]["mem_mb"] == str(expected["mem_mb"]), rule
+        assert jobs[rule]["runtime"] == str(expected["runtime"]), rule
 
 
 def test_the_slurm_profile_sizes_every_submitted_rule_but_training():

@@ -9,6 +9,7 @@ from training import train_run
 from resdepth import data, models, train
 
 SETTINGS = {
+    "optimizer": "sgd",
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-4,

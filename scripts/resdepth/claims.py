@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resdepth import aggregate, capacity, formats
+from resdepth import aggregate, capacity, claims_transformer, formats
 from resdepth.fits import (
     MIN_SLOPE_POINTS,
     loglog_slope,
@@ -808,6 +808,56 @@ CLAIMS = (
         check_c5,
     ),
 )
+
+
+def _finding(check):
+    """A check of claims_transformer (which returns a Finding's fields) as a check here."""
+    return lambda *args: Finding(**check(*args))
+
+
+#: Transformers (issue 20): claims about their own family, checked on their own tables
+#: (resdepth.claims_transformer; the statements are its STATEMENTS).
+CLAIMS += (
+    Claim(
+        "C1T",
+        claims_transformer.STATEMENTS["C1T"],
+        "figures/transformer_truncation.png",
+        "A slope of a norm, seed and order K leaving ±slope_tolerance of K+1 (a fit range "
+        "reaching the radius of convergence bends the line); a slope with fewer than 3 "
+        "points above round-off makes it not measured.",
+        ("truncation_transformer_slopes",),
+        _finding(claims_transformer.check_truncation),
+    ),
+    Claim(
+        "C2T",
+        claims_transformer.STATEMENTS["C2T"],
+        "figures/transformer_init_norms.png",
+        "More seeds narrow the intervals of the norm-free growth rate and of the pre-LN "
+        "power of n; an interval straddling a threshold is inconclusive.",
+        ("init_norms_transformer",),
+        _finding(claims_transformer.check_init_norms),
+    ),
+    Claim(
+        "C6",
+        claims_transformer.STATEMENTS["C6"],
+        "figures/transformer_radius.png",
+        "More seeds narrow each depth's interval; a higher order (transformer.radius.order) "
+        "moves the ratio-test estimate by its drift.",
+        ("radius_transformer",),
+        _finding(claims_transformer.check_radius),
+    ),
+    Claim(
+        "C7",
+        claims_transformer.STATEMENTS["C7"],
+        "figures/transformer_truncated_accuracy.png",
+        "A λ=1 transformer run that learns recall (full accuracy at least min_full_acc) "
+        "keeping more than max_order1_acc at order 1; without such a run (none trained, or "
+        "none learned recall) it is not measured.",
+        ("truncated_accuracy", "data_manifests"),
+        _finding(claims_transformer.check_recall_order),
+    ),
+)
+
 
 #: The result tables the checks read, by name (the ``claims`` rule's input names).
 TABLE_NAMES = tuple(dict.fromkeys(name for claim in CLAIMS for name in claim.tables))

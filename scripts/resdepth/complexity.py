@@ -14,6 +14,10 @@ pulls back to every input's own J_iᵀ v_i: a per-input Jacobian without per-inp
 - ``hutchinson``: ||J_i||_F² = E_v ||J_iᵀ v||² for v ~ N(0, I): P Gaussian probes cost P
   backward passes per input and give a standard error. It pays off when P < C.
 
+Token inputs (integer ids: the transformer on ``recall``) have no derivative; their GC is
+that of x0 ↦ logits = head(tower(x0)) at x0 = stem(ids), the token + position
+embeddings: how fast the network varies with the vectors it reads.
+
 Memory grows as (cotangents × chunk × input size). Both leave the model exactly as they
 found it: modes restored, parameters and ``.grad`` untouched (the forward pass uses
 detached copies of the weights).
@@ -45,7 +49,8 @@ class GCEstimate:
 def geometric_complexity(
     model, x, method="exact", probes=8, chunk_size=256, generator=None
 ) -> GCEstimate:
-    """GC of ``model`` on the inputs ``x`` (a batch, first dimension = inputs).
+    """GC of ``model`` on the inputs ``x`` (a batch, first dimension = inputs); for token
+    ids, with respect to their embeddings ``model.stem(x)``.
 
     ``probes`` (Hutchinson only, >= 2 so that a standard error exists) Gaussian probes are
     drawn per input from ``generator`` (torch's default generator when None); inputs are
@@ -63,7 +68,11 @@ def geometric_complexity(
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        logits_of = _detached_forward(model)
+        tokens = not x.is_floating_point()  # ids: differentiate w.r.t. their embeddings
+        logits_of = _detached_forward(model, ("tower", "head") if tokens else None)
+        if tokens:
+            with torch.no_grad():
+                x = model.stem(x)
         per_input = []  # ||J_iᵀ v||² per input (rows) and cotangent v (columns)
         for chunk in torch.split(x, chunk_size):
             cotangents = _one_hot if method == "exact" else _gaussian(probes, generator)
@@ -83,11 +92,22 @@ def geometric_complexity(
     return GCEstimate(samples.mean().item(), stderr.item(), method, n_inputs, probes)
 
 
-def _detached_forward(model):
-    """``x -> logits`` through the model with detached weights, so no gradient reaches them."""
+def _detached_forward(model, parts=None):
+    """``x -> logits`` through the model with detached weights, so no gradient reaches them;
+    with ``parts`` (names of submodules, e.g. tower and head), through those in order."""
     state = {name: t.detach() for name, t in model.named_parameters()}
     state.update({name: t.detach() for name, t in model.named_buffers()})
-    return lambda x: functional_call(model, state, (x,))
+    if parts is None:
+        return lambda x: functional_call(model, state, (x,))
+
+    def forward(x):
+        for part in parts:
+            prefix = f"{part}."
+            own = {k[len(prefix) :]: t for k, t in state.items() if k.startswith(prefix)}
+            x = functional_call(getattr(model, part), own, (x,))
+        return x
+
+    return forward
 
 
 def _pullback_squared_norms(logits_of, chunk, cotangents):

@@ -117,6 +117,8 @@ def check(config):
     check_claims(config)
     check_grid_activation(config)
     check_packed_backend(config)
+    check_recall(config)
+    check_transformers(config)
 
 
 def check_finite(node, key=""):
@@ -143,7 +145,11 @@ def used_models(config):
     sections["expansion.truncation"] = config["expansion"]["truncation"]
     if config.get("capacity"):
         sections["capacity"] = config["capacity"]
-    return used + [(key, s["dataset"], s["arch"]) for key, s in sections.items()]
+    studies = [
+        (f"transformer.{name}", study["dataset"], "transformer")
+        for name, study in (config.get("transformer") or {}).items()
+    ]
+    return used + [(key, s["dataset"], s["arch"]) for key, s in sections.items()] + studies
 
 
 def check_sections(config):
@@ -153,6 +159,14 @@ def check_sections(config):
     for key, dataset, arch in used_models(config):
         if dataset not in config["datasets"]:
             raise ConfigError(f"{key}.dataset", f"{dataset!r} needs a 'datasets.{dataset}' section")
+        tokens = dataset in cost.TOKEN_DATASETS
+        if (arch == "transformer") != tokens:
+            raise ConfigError(
+                f"{key}.arch",
+                f"{arch!r} on {dataset!r}: transformers read token sequences and "
+                f"{', '.join(cost.TOKEN_DATASETS)} is the token data set; mlp and conv "
+                "towers read images",
+            )
         if arch == "conv" and len(cost.DATASETS[dataset]["input_shape"]) != 3:
             raise ConfigError(
                 f"{key}.arch", f"conv towers need C×H×W images; {dataset!r} has none (use mlp)"
@@ -194,11 +208,11 @@ def check_conv_stem(config):
 
 
 def n_train(config, dataset):
-    """Training images of a data set under this config."""
+    """Training images (or sequences) of a data set under this config."""
     if dataset == "digits":
         test_fraction = config["datasets"]["digits"]["test_fraction"]
         return DIGITS_IMAGES - math.ceil(test_fraction * DIGITS_IMAGES)
-    return cost.DATASETS[dataset]["n_train"]
+    return cost.dataset_info(dataset, config["datasets"])["n_train"]
 
 
 def check_batchnorm_batches(config):
@@ -282,7 +296,8 @@ def check_claims(config):
 def check_packed_backend(config):
     """The packed backend steps a pack as one model: one gradient norm would mix its
     members, so it cannot clip each member's gradient as a run alone would; and it
-    compiles nothing (``training.compile`` wraps a lone run's branches)."""
+    compiles nothing (``training.compile`` wraps a lone run's branches) and builds no
+    transformer."""
     if config["training"].get("pack_backend") != "packed":
         return
     if (config.get("capacity") or {}).get("clipped"):
@@ -295,16 +310,100 @@ def check_packed_backend(config):
             "training.compile",
             "not supported with training.pack_backend: packed (use loop, or compile: false)",
         )
+    if "transformer" in config["grid"]["arch"]:
+        raise ConfigError(
+            "training.pack_backend",
+            "packed builds grouped MLP and conv towers only; train transformers with loop",
+        )
 
 
 def check_grid_activation(config):
     """The study of trained runs (C5) splits them into paths, which freeze ReLU masks:
     a smooth grid tower is refused before it is trained (smooth towers are C1's
-    truncation control, ``expansion.truncation.activations``)."""
-    for arch in sorted(set(config["grid"]["arch"])):
+    truncation control, ``expansion.truncation.activations``). Transformers are exempt:
+    their path terms freeze attention patterns, LayerNorm scales and activation gates
+    (resdepth.expansion), whatever the activation."""
+    for arch in sorted(set(config["grid"]["arch"]) - {"transformer"}):
         if config["arch_options"].get(arch, {}).get("activation", "relu") != "relu":
             raise ConfigError(
                 f"arch_options.{arch}.activation",
                 "the expansion study of trained runs needs ReLU towers (path terms freeze "
                 "ReLU masks); use smooth activations in expansion.truncation.activations",
+            )
+
+
+def check_recall(config):
+    """Every example needs ``pairs`` distinct keys."""
+    recall = config["datasets"].get("recall")
+    if recall and recall["pairs"] > recall["keys"]:
+        raise ConfigError(
+            "datasets.recall.pairs",
+            f"{recall['pairs']} pairs need as many distinct keys; keys is {recall['keys']}",
+        )
+
+
+def transformer_uses(config):
+    """``(key, dataset, widths, scalings, norms)`` of every section that builds transformers;
+    ``norms`` None where the section follows ``arch_options.transformer.norm``."""
+    uses = []
+    if "transformer" in config["grid"]["arch"]:
+        for dataset in config["grid"]["dataset"]:
+            uses.append(("grid", dataset, config["grid"]["width"], config["grid"]["scaling"], None))
+    capacity = config.get("capacity")
+    if capacity and capacity["arch"] == "transformer":
+        uses.append(
+            ("capacity", capacity["dataset"], [capacity["width"]], capacity["scaling"], None)
+        )
+    for name, study in (config.get("transformer") or {}).items():
+        scalings = study.get("scaling", [1.0])  # radius and truncation: a common λ
+        uses.append(
+            (f"transformer.{name}", study["dataset"], [study["width"]], scalings, study["norm"])
+        )
+    return uses
+
+
+def check_transformers(config):
+    """A transformer's heads split its width, its position embedding holds the whole
+    sequence, ``bn`` (pre-LN at λ = 1, the normalised reference) has its LayerNorms, and
+    the truncation study has orders below its number of modules (2 per block)."""
+    options = config["arch_options"].get("transformer")
+    uses = transformer_uses(config)
+    if not uses:
+        return
+    key = "arch_options.transformer"
+    for section, dataset, widths, scalings, norms in uses:
+        for width in widths:
+            if width % options["heads"]:
+                raise ConfigError(
+                    f"{key}.heads",
+                    f"{options['heads']} heads do not divide the width {width} ({section})",
+                )
+        length = cost.dataset_info(dataset, config["datasets"])["input_shape"][0]
+        if options["context"] < length:
+            raise ConfigError(
+                f"{key}.context",
+                f"{options['context']} positions are fewer than the {length} tokens of a "
+                f"{dataset!r} sequence ({section})",
+            )
+        norms = norms or [options.get("norm")]
+        if "bn" in scalings and "none" in norms:
+            raise ConfigError(
+                f"{section}.norm" if section.startswith("transformer.") else f"{key}.norm",
+                f"none with the bn scaling ({section}): bn is the pre-LN transformer at λ = 1; "
+                "leave norm unset (bn gets pre-LN, the other scalings none) or drop bn",
+            )
+    truncation = (config.get("transformer") or {}).get("truncation")
+    if truncation:
+        section, modules = "transformer.truncation", 2 * truncation["depth"]
+        if max(truncation["orders"]) >= modules:
+            raise ConfigError(
+                f"{section}.orders",
+                f"every order must be below the {modules} modules of {truncation['depth']} "
+                "blocks: a truncation at that order is exact, its error has no slope",
+            )
+        low, fit, high = (truncation[k] for k in ("lambda_min", "fit_max_lambda", "lambda_max"))
+        if not low < fit <= high:
+            raise ConfigError(
+                f"{section}.fit_max_lambda",
+                f"need lambda_min < fit_max_lambda <= lambda_max, got {low}, {fit}, {high}",
             )

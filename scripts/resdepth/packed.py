@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resdepth.models import AtLeastFloat32
-from resdepth.train import Run, TrainStep, apply_speed_options, set_lr, sgd
+from resdepth.train import Run, TrainStep, apply_speed_options, make_optimizer, set_lr
 
 
 class PackedRuns:
@@ -46,13 +46,13 @@ class PackedRuns:
         # What a checkpoint saves: the runs' own models (a diverged run's keeps the
         # weights of its last epoch), then the packed model.
         self.model = nn.ModuleList([*(run.model for run in self.runs), self.packed])
-        self.optimizer = sgd(self.packed, lr, settings)
+        self.optimizer = make_optimizer(self.packed, lr, settings)
         self.train_step = TrainStep(
             self.packed, settings, batch_size, self.device, loss_of=member_losses
         )
 
     def step(self, data, i, lr):
-        """One SGD step of the packed model on batch ``i`` of each run's epoch."""
+        """One optimiser step of the packed model on batch ``i`` of each run's epoch."""
         batches = [run.batch(data, i) for run in self.runs]
         inputs = torch.stack([x for x, _ in batches], dim=1)  # (N, K, ...)
         y = torch.stack([y for _, y in batches], dim=1)

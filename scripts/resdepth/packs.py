@@ -50,7 +50,8 @@ def plan_packs(runs, config):
         chunks, used = [[]], []  # the runs of each pack, the GPU bytes of the last one's
         for run_id in members:
             cell = runs[run_id]
-            size = cost.member_gpu_bytes(cell, config["arch_options"].get(cell["arch"], {}))
+            options = config["arch_options"].get(cell["arch"], {})
+            size = cost.member_gpu_bytes(cell, options, config.get("datasets"))
             together = cost.pack_bytes([*used, size], config["training"])
             if chunks[-1] and (len(chunks[-1]) == packing["max_members"] or together > budget):
                 chunks.append([])
@@ -85,7 +86,7 @@ def pack_resources(cells, config, attempt=1):
     checkpoint.
     """
     arch_options = config["arch_options"].get(cells[0]["arch"], {})
-    resources = cost.pack_resources(cells, config["training"], arch_options)
+    resources = cost.pack_resources(cells, config["training"], arch_options, config.get("datasets"))
     return {**resources, "mem_mb": attempt * resources["mem_mb"]}
 
 

@@ -41,9 +41,10 @@ def gpu_training_plan(config):
         kind.jobs += 1
         kind.runs += len(cells)
         kind.requested_hours += resources["runtime"] / 60
-        kind.expected_hours += sum(cost.expected_gpu_seconds(c, options) for c in cells) / 3600
+        seconds = sum(cost.expected_gpu_seconds(c, options, config.get("datasets")) for c in cells)
+        kind.expected_hours += seconds / 3600
         kind.peak_host_gb = max(kind.peak_host_gb, resources["mem_mb"] / 1000)
-        member_bytes = [cost.member_gpu_bytes(c, options) for c in cells]
+        member_bytes = [cost.member_gpu_bytes(c, options, config.get("datasets")) for c in cells]
         gpu_bytes = cost.pack_bytes(member_bytes, config["training"])
         kind.peak_gpu_gb = max(kind.peak_gpu_gb, gpu_bytes / 1e9)
     return [kinds[depth] for depth in sorted(kinds)]

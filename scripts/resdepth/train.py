@@ -3,11 +3,11 @@
 The loop (``train``) trains one trainee: a ``Run`` (one grid cell's model, optimiser,
 batch stream, GC tracker and record) or, with ``training.pack_backend: packed``, a pack's
 runs as one model (packed.py). A job trains its trainees one after another
-(train_job.py). SGD with (Nesterov) momentum, linear warm-up then cosine decay to zero,
-updated every step; the gradient norm clipped where the cell says so (``grad_clip``, the
-λ sweep). Deterministic given each cell's seed (weights, batch order and augmentation all
-derive from it). A non-finite loss is a result, not a crash: the run stops and is
-recorded as diverged.
+(train_job.py). SGD with (Nesterov) momentum, or AdamW (``training.optimizer``), linear
+warm-up then cosine decay to zero, updated every step; the gradient norm clipped where the
+cell says so (``grad_clip``, the λ sweep). Deterministic given each cell's seed (weights,
+batch order and augmentation all derive from it). A non-finite loss is a result, not a
+crash: the run stops and is recorded as diverged.
 
 Speed options of the config's ``training`` section (all off unless set): ``bf16``
 (autocast), ``channels_last`` (the memory layout tensor cores want for convolutions),
@@ -234,10 +234,10 @@ class Run:
             cell["width"],
             cell["depth"],
             cell["scaling"],
-            **self.arch_options,
+            **data.model_options(self.arch_options),  # a token data set's vocabulary too
         )
         self.model = apply_speed_options(model.to(self.device), settings)
-        self.optimizer = sgd(self.model, cell["lr"], settings)
+        self.optimizer = make_optimizer(self.model, cell["lr"], settings)
         self.batch_order = torch.Generator(device=self.device).manual_seed(cell["seed"])
         self.train_step = TrainStep(self.model, settings, cell["batch_size"], self.device)
         self.gc = GCTracker.from_settings(settings.get("gc"), data, cell)  # None: no GC work
@@ -297,7 +297,8 @@ class Run:
         self.correct += (logits.argmax(-1) == y).sum()
 
     def step(self, data, i, lr):
-        """SGD step of its model on batch ``i`` of the epoch at learning rate ``lr``."""
+        """One optimiser step of its model on batch ``i`` of the epoch at learning rate
+        ``lr``."""
         inputs, y = self.batch(data, i)
         set_lr(self.optimizer, lr)
         loss, logits = self.train_step(inputs, y)
@@ -309,7 +310,23 @@ class Run:
         """Its model holds its weights already (a packed trainee copies them out here)."""
 
 
-def sgd(model, lr, settings):
+def make_optimizer(model, lr, settings):
+    """The optimiser ``settings["optimizer"]`` names over the model's parameters: ``sgd``,
+    SGD with momentum (and Nesterov), the paper's, weight decay added to the gradient; or
+    ``adamw``, Adam with ``betas`` and ``eps`` and decoupled weight decay, which the
+    transformers on recall train with. Every parameter's update is elementwise in both,
+    so a packed model's members are updated as they would be alone."""
+    if settings["optimizer"] == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=lr,
+            betas=tuple(settings["betas"]),
+            eps=settings["eps"],
+            weight_decay=settings["weight_decay"],
+            foreach=True,
+        )
+    if settings["optimizer"] != "sgd":
+        raise ValueError(f"training.optimizer: unknown {settings['optimizer']!r} (sgd, adamw)")
     return torch.optim.SGD(
         model.parameters(),
         lr=lr,

@@ -223,3 +223,173 @@ def truncation_slopes(rows, fit_max_lambda):
             }
         )
     return slopes
+
+
+#: Issue 20: the truncation study of fresh transformers (results/expansion/
+#: truncation_transformer*.csv). ``depth`` is blocks; ``modules`` = 2·depth.
+TRANSFORMER_TOWER_COLUMNS = (
+    "dataset",
+    "arch",
+    "activation",
+    "norm",
+    "width",
+    "depth",
+    "modules",
+    "seed",
+)
+TRANSFORMER_TRUNCATION_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "lambda",
+    "order",
+    "rel_error",
+    "round_off",
+)
+TRANSFORMER_SLOPE_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "order",
+    "slope",
+    "fit_lambda_min",
+    "fit_lambda_max",
+    "n_points",
+)
+
+
+def fresh_transformer(width, depth, norm, seed, length, num_classes, model_options):
+    """A fresh float64 transformer of ``depth`` blocks for the studies at init, in eval
+    mode, with the given ``norm`` and seed; scaling 1 (the studies set λ themselves)."""
+    torch.manual_seed(seed)
+    options = {**model_options, "norm": norm}
+    model = build_model("transformer", (length,), num_classes, width, depth, 1.0, **options)
+    return model.double().eval()
+
+
+@torch.no_grad()
+def transformer_truncation_rows(study, ids, num_classes, model_options):
+    """Claim C1 on fresh transformers: ‖x_n(λ) − Σ_{k≤K} λ^k T_k‖ / ‖x_0‖ over the batch of
+    token ids ``ids``, per norm, seed, λ (log-spaced, one λ shared by every module) and
+    order K of ``study`` (the config's ``transformer.truncation``).
+
+    The Taylor coefficients T_k of the smooth tower (softmax, LayerNorm, GELU/tanh) are
+    computed once per tower at unit scales; each λ then costs one forward pass. Softmax
+    attention, LayerNorm with ε > 0 and smooth activations make the tower analytic near
+    λ = 0: below its radius of convergence the error is O(λ^{K+1}). ``round_off`` is the
+    error float64 cannot resolve (ROUND_OFF_EPS epsilons of ‖x_n‖/‖x_0‖): the slope fit
+    leaves such points out.
+    """
+    orders = sorted(study["orders"])
+    modules = 2 * study["depth"]
+    eps = torch.finfo(torch.float64).eps
+    rows = []
+    for norm in study["norm"]:
+        for seed in study["seeds"]:
+            model = fresh_transformer(
+                study["width"], study["depth"], norm, seed, ids.shape[1], num_classes, model_options
+            )
+            key = {
+                "dataset": study["dataset"],
+                "arch": "transformer",
+                "activation": model_options.get("activation"),
+                "norm": norm,
+                "width": study["width"],
+                "depth": study["depth"],
+                "modules": modules,
+                "seed": seed,
+            }
+            x0 = model.stem(ids)
+            unit = torch.ones(modules, dtype=torch.float64)
+            coefficients = expansion.taylor_terms(model, x0, orders[-1], unit).terms
+            x0_norm = x0.norm()
+            for lam in lambda_grid(study):
+                output = expansion.tower_forward(model, x0, lam * unit)
+                powers = lam ** torch.arange(orders[-1] + 1, dtype=torch.float64)
+                partial_sums = (powers.view(-1, *[1] * x0.dim()) * coefficients).cumsum(0)
+                round_off = (ROUND_OFF_EPS * eps * output.norm() / x0_norm).item()
+                for order in orders:
+                    error = (output - partial_sums[order]).norm() / x0_norm
+                    rows.append(
+                        {
+                            **key,
+                            "lambda": lam,
+                            "order": order,
+                            "rel_error": error.item(),
+                            "round_off": round_off,
+                        }
+                    )
+    return rows
+
+
+def transformer_truncation_slopes(rows, fit_max_lambda):
+    """Log-log slope of ``rel_error`` vs λ per (norm, seed, order), over λ ≤
+    ``fit_max_lambda`` and errors above ``round_off``; NaN with fewer than 3 such points."""
+    groups = {}
+    for row in rows:
+        group = groups.setdefault((row["norm"], row["seed"], row["order"]), [row, []])
+        if row["lambda"] <= fit_max_lambda and row["rel_error"] > row["round_off"]:
+            group[1].append(row)
+    slopes = []
+    for first, fitted in groups.values():
+        lambdas = [r["lambda"] for r in fitted]
+        slope = loglog_slope(lambdas, [r["rel_error"] for r in fitted])
+        slopes.append(
+            {
+                **{key: first[key] for key in TRANSFORMER_TOWER_COLUMNS},
+                "order": first["order"],
+                "slope": slope if len(fitted) >= 3 else math.nan,
+                "fit_lambda_min": min(lambdas, default=math.nan),
+                "fit_lambda_max": max(lambdas, default=math.nan),
+                "n_points": len(fitted),
+            }
+        )
+    return slopes
+
+
+#: Claim C6 (results/radius_transformer.csv): per fresh tower, at the study's order K.
+RADIUS_COLUMNS = (
+    *TRANSFORMER_TOWER_COLUMNS,
+    "order",
+    "term_rel_norm",
+    "rho_ratio",
+    "rho_root",
+    "rho_ratio_drift",
+    "rho_root_drift",
+)
+
+
+@torch.no_grad()
+def radius_rows(study, ids, num_classes, model_options):
+    """Claim C6: the radius of convergence in λ (one λ for every module) of fresh
+    transformers, per norm, depth (blocks) and seed of ``study`` (the config's
+    ``transformer.radius``): ``expansion.radius_estimates`` of the Taylor terms up to the
+    study's order K over the batch of token ids ``ids`` (ratio and root tests, and their
+    drift from order K − 2). ``term_rel_norm`` = ‖T_K‖/‖x_0‖."""
+    order = study["order"]
+    rows = []
+    for norm in study["norm"]:
+        for depth in study["depth"]:
+            for seed in study["seed"]:
+                model = fresh_transformer(
+                    study["width"], depth, norm, seed, ids.shape[1], num_classes, model_options
+                )
+                x0 = model.stem(ids)
+                unit = torch.ones(2 * depth, dtype=torch.float64)
+                terms = expansion.taylor_terms(model, x0, order, unit).terms
+                estimate = expansion.radius_estimates(terms)
+                rows.append(
+                    {
+                        "dataset": study["dataset"],
+                        "arch": "transformer",
+                        "activation": model_options.get("activation"),
+                        "norm": norm,
+                        "width": study["width"],
+                        "depth": depth,
+                        "modules": 2 * depth,
+                        "seed": seed,
+                        "order": order,
+                        "term_rel_norm": (terms[order].norm() / x0.norm()).item(),
+                        "rho_ratio": estimate.ratio.item(),
+                        "rho_root": estimate.root.item(),
+                        "rho_ratio_drift": estimate.ratio_drift.item(),
+                        "rho_root_drift": estimate.root_drift.item(),
+                    }
+                )
+    return rows

@@ -17,15 +17,36 @@ CLAIM_FIGURES = {
     "C3": rules.plot_accuracy_vs_depth.output.png,
     **({"C4": rules.plot_capacity.output.gc_png} if CAPACITY_RUNS else {}),
     "C5": "results/figures/expansion_truncated_accuracy.png",
+    # the transformer claims' figures, where this config draws them
+    **{
+        claim: f"results/figures/transformer_{figure}.png"
+        for claim, figure in (
+            ("C1T", "truncation"),
+            ("C2T", "init_norms"),
+            ("C6", "radius"),
+            ("C7", "truncated_accuracy"),
+        )
+        if figure in TRANSFORMER_FIGURES
+    },
 }
 
 
 rule claims:
-    """Verdicts on claims C1-C5, computed from the results with the config's thresholds."""
+    """Verdicts on claims C1-C5 and the transformer claims, from the results with the
+    config's thresholds."""
     input:
         **(
             {"capacity_sweep": rules.capacity_tables.output.sweep}
             if CAPACITY_RUNS
+            else {}
+        ),
+        **(
+            {
+                "truncation_transformer_slopes": rules.expansion_truncation_transformer.output.slopes,
+                "init_norms_transformer": rules.init_norms_transformer.output[0],
+                "radius_transformer": rules.radius_transformer.output[0],
+            }
+            if TRANSFORMER
             else {}
         ),
         truncation=rules.expansion_truncation.output.rows,
@@ -41,6 +62,7 @@ rule claims:
         ),
         orders=rules.expansion_tables.output.orders,
         truncated_accuracy=rules.expansion_tables.output.truncated_accuracy,
+        # the transformer studies at init (claims C1T, C2T, C6), where the config has them
         lib=lib("check_claims"),
     output:
         json="results/claims.json",

@@ -140,3 +140,21 @@ def capacity_manifest(wildcards):
     """The manifest of the sweep's data set: its number of classes flags runs whose
     final train loss is above a uniform guess's."""
     return f"results/data/{config['capacity']['dataset']}.json"
+
+
+# Issue 20: the studies of fresh transformers (config section `transformer`, optional).
+TRANSFORMER = config.get("transformer") or {}
+
+
+def transformer_study_data(study):
+    """The input function giving the prepared data set of a transformer study."""
+
+    def prepared(wildcards):
+        return f"results/data/{TRANSFORMER[study]['dataset']}.pt"
+
+    return prepared
+
+
+def transformer_figure_tables(wildcards):
+    """The tables a transformer figure is drawn from, by name."""
+    return TRANSFORMER_FIGURES[wildcards.figure]

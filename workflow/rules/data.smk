@@ -2,6 +2,7 @@
 # where Snakemake runs instead of submitting it.
 localrules:
     digits,
+    recall,
     download_cifar10,
     cifar10,
 
@@ -61,3 +62,23 @@ rule cifar10:
         test_archive_md5=cifar10_test_archive_md5,
     script:
         "../../scripts/prepare_cifar10.py"
+
+
+rule recall:
+    """Synthetic associative recall (issue 20's transformers): generated from a seed, no
+    download; token ids and labels as tensors."""
+    input:
+        lib("prepare_recall"),
+    output:
+        tensors="results/data/recall.pt",
+        manifest="results/data/recall.json",
+    log:
+        "results/logs/recall.log",
+    benchmark:
+        "results/benchmarks/recall.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    params:
+        settings=config["datasets"].get("recall"),
+    script:
+        "../../scripts/prepare_recall.py"

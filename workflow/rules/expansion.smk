@@ -11,6 +11,7 @@ EXPANSION_TABLES = ("orders", "truncated_accuracy", "lesion")
 localrules:
     expansion_tables,
     plot_expansion,
+    plot_transformer,
 
 
 rule expansion_run:
@@ -131,3 +132,109 @@ rule plot_expansion:
         figure="{figure}",
     script:
         "../../scripts/plot_expansion.py"
+
+
+# Issue 20: the expansion of fresh transformers (config section `transformer`, read in
+# init_norms.smk as TRANSFORMER): C1 truncation slopes and C6 radius of convergence.
+rule expansion_truncation_transformer:
+    """Claim C1 on transformers: order-K truncation error vs a common λ, and its slopes."""
+    input:
+        data=transformer_study_data("truncation"),
+        code=lib("expansion_truncation_transformer"),
+    output:
+        rows="results/expansion/truncation_transformer.csv",
+        slopes="results/expansion/truncation_transformer_slopes.csv",
+    log:
+        "results/logs/expansion_truncation_transformer.log",
+    benchmark:
+        "results/benchmarks/expansion_truncation_transformer.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: EXPANSION["threads"]
+    params:
+        study=TRANSFORMER.get("truncation"),
+        arch_options=config["arch_options"].get("transformer", {}),
+    script:
+        "../../scripts/expansion_truncation_transformer.py"
+
+
+rule radius_transformer:
+    """Claim C6: the radius of convergence of fresh transformers' λ-series vs depth."""
+    input:
+        data=transformer_study_data("radius"),
+        code=lib("radius_transformer"),
+    output:
+        "results/radius_transformer.csv",
+    log:
+        "results/logs/radius_transformer.log",
+    benchmark:
+        "results/benchmarks/radius_transformer.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: EXPANSION["threads"]
+    params:
+        study=TRANSFORMER.get("radius"),
+        arch_options=config["arch_options"].get("transformer", {}),
+    script:
+        "../../scripts/radius_transformer.py"
+
+
+# The transformer figures whose tables this config makes: the studies at init (section
+# `transformer`) and those of trained transformer runs (the grid's arch).
+TRANSFORMER_FIGURES = {
+    **(
+        {
+            "init_norms": {"norms": "results/init_norms_transformer.csv"},
+            "truncation": {
+                "truncation": "results/expansion/truncation_transformer.csv",
+                "slopes": "results/expansion/truncation_transformer_slopes.csv",
+                "radius": "results/radius_transformer.csv",
+            },
+            "radius": {"radius": "results/radius_transformer.csv"},
+        }
+        if TRANSFORMER
+        else {}
+    ),
+    **(
+        {
+            "orders": {"orders": "results/expansion/orders.csv"},
+            "truncated_accuracy": {
+                "truncated_accuracy": "results/expansion/truncated_accuracy.csv"
+            },
+        }
+        if "transformer" in config["grid"]["arch"]
+        else {}
+    ),
+}
+# What the default target asks of the transformer figures (none without transformers).
+TRANSFORMER_OUTPUTS = expand(
+    "results/figures/transformer_{figure}.pdf", figure=TRANSFORMER_FIGURES
+)
+
+
+rule plot_transformer:
+    """Transformers: one figure (init_norms, truncation, radius at init; orders and
+    truncated_accuracy of trained runs)."""
+    input:
+        unpack(transformer_figure_tables),
+        lib=lib("plot_transformer"),
+    output:
+        pdf="results/figures/transformer_{figure}.pdf",
+        png=report(
+            "results/figures/transformer_{figure}.png",
+            caption="../report/transformer.rst",
+            category="Transformers (issue 20)",
+            labels={"kind": "figure", "shows": "transformer: {figure}"},
+        ),
+    log:
+        "results/logs/plot_transformer_{figure}.log",
+    benchmark:
+        "results/benchmarks/plot_transformer_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(TRANSFORMER_FIGURES) or "none",
+    conda:
+        "../../envs/resdepth.yaml"
+    params:
+        figure="{figure}",
+    script:
+        "../../scripts/plot_transformer.py"

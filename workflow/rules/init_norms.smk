@@ -20,3 +20,26 @@ rule init_norms:
         arch_options=config["arch_options"].get(config["init_norms"]["arch"], {}),
     script:
         "../../scripts/init_norms.py"
+
+
+# Issue 20: the same for fresh transformers, pre-LN and norm-free, when the config has a
+# `transformer` section (TRANSFORMER in common.smk; expansion.smk has the other studies).
+rule init_norms_transformer:
+    """Claim C2 for transformers: ‖x_n‖/‖x_0‖ and token cosine similarity vs depth."""
+    input:
+        data=transformer_study_data("init_norms"),
+        code=lib("init_norms_transformer"),
+    output:
+        "results/init_norms_transformer.csv",
+    log:
+        "results/logs/init_norms_transformer.log",
+    benchmark:
+        "results/benchmarks/init_norms_transformer.tsv"
+    conda:
+        "../../envs/resdepth.yaml"
+    threads: config["expansion"]["threads"]
+    params:
+        study=TRANSFORMER.get("init_norms"),
+        arch_options=config["arch_options"].get("transformer", {}),
+    script:
+        "../../scripts/init_norms_transformer.py"

@@ -15,6 +15,7 @@ FIGURES = [
     *rules.plot_training_curves.output,
     *expand(rules.plot_expansion.output, figure=EXPANSION_FIGURES),
     *(rules.plot_capacity.output if CAPACITY_RUNS else []),
+    *expand(rules.plot_transformer.output, figure=TRANSFORMER_FIGURES),
 ]
 
 
