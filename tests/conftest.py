@@ -124,7 +124,8 @@ def pack_of(config, run_id):
     """The id of the pack that trains ``run_id``: it names the job's checkpoint and log."""
     from resdepth import packs
 
-    return packs.pack_of(packs.training_packs(config)[1], run_id)
+    (pack_id,) = [p for p, runs in packs.training_packs(config)[1].items() if run_id in runs]
+    return pack_id
 
 
 class Workflow:

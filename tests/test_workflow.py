@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import default_config, tiny_config, training_jobs
+from conftest import default_config, pack_of, tiny_config, training_jobs
 
 from resdepth import capacity, expansion_study, grid, packs, truncation
 
@@ -261,8 +261,7 @@ def test_capacity_sweep_plans_only_its_own_runs(workflow):
     # λ 0.1 and 0.316 unclipped (1/n and λ=1 are the grid's runs), and λ=1 clipped
     # (capacity.clipped from λ=1): a clipped run is never a grid run
     assert len(own_runs) == 3
-    plan = packs.training_packs(config)[1]
-    own_packs = {packs.pack_of(plan, run) for run in own_runs}
+    own_packs = {pack_of(config, run) for run in own_runs}
     # the unclipped runs join the grid's plain pack of their depth and seed; the clipped
     # one has a pack key of its own (packs.pack_key): one new training job
     new_packs = own_packs - set(packs.training_packs(without_sweep)[1])

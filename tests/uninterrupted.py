@@ -5,6 +5,7 @@ import time
 
 import pandas as pd
 import torch
+from conftest import pack_of
 from training import train_run
 
 from resdepth import data, packs, train
@@ -30,7 +31,7 @@ def assert_matches_uninterrupted_run(workflow, config, run_id):
     weights = torch.load(run / "model.pt", weights_only=True)
 
     runs, plan = packs.training_packs(config)
-    cell, pack_id = runs[run_id], packs.pack_of(plan, run_id)
+    cell, pack_id = runs[run_id], pack_of(config, run_id)
     dataset = data.load_prepared(workflow.path(f"results/data/{cell['dataset']}.pt"))
     threads = torch.get_num_threads()
     torch.set_num_threads(config["training"]["threads"])

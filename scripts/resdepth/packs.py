@@ -62,14 +62,6 @@ def plan_packs(runs, config):
     return packs
 
 
-def pack_of(packs, run_id):
-    """The id of the pack that trains ``run_id``."""
-    for pack_id, members in packs.items():
-        if run_id in members:
-            return pack_id
-    raise ValueError(f"run id {run_id!r} is in no pack of the configured grid")
-
-
 def rule_name(pack_id):
     """The name of a pack's training rule: ``train_`` and the pack id as an identifier."""
     return "train_" + re.sub(r"\W", "_", pack_id)
