@@ -121,6 +121,9 @@ def test_sweep_without_gc_tracking_is_rejected_by_name():
 # --- reading the sweep back ----------------------------------------------------------
 
 
+LOGIT_VAR = 4.0  # the logits' variance at epoch 0 of a written run (plus its epoch)
+
+
 def write_run(root, scaling, lam, seed, gc_by_epoch, status="ok", test_acc=0.9, **extra):
     """A run folder as the train rule writes it, with GC at the given epochs."""
     clip = f"-clip{extra['grad_clip']:g}" if extra.get("grad_clip") else ""
@@ -134,7 +137,10 @@ def write_run(root, scaling, lam, seed, gc_by_epoch, status="ok", test_acc=0.9, 
     if status != "ok":
         metrics.update(train_loss=None, test_acc=None)
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    rows = [{"epoch": e, "train_loss": 0.5, "gc": g, "gc_stderr": 0.0} for e, g in gc_by_epoch]
+    rows = [
+        {"epoch": e, "train_loss": 0.5, "gc": g, "gc_stderr": 0.0, "logit_var": LOGIT_VAR + e}
+        for e, g in gc_by_epoch
+    ]
     rows.insert(1, {"epoch": 1, "train_loss": 0.6, "gc": None, "gc_stderr": None})  # no GC
     pd.DataFrame(rows).to_csv(folder / "history.csv", index=False)
     return folder
@@ -161,11 +167,13 @@ def test_sweep_table_has_init_final_peak_gc_and_their_ratio(tmp_path):
     peaked = table.set_index("lambda").loc[0.25]
     assert (peaked["gc_init"], peaked["gc_final"], peaked["gc_peak"]) == (1.0, 5.0, 7.0)
     assert peaked["gc_final_over_init"] == 5.0 and peaked["gc_peak_epoch"] == 2
+    assert peaked["gc_final_scale_free"] == 5.0 / (LOGIT_VAR + 3)  # the last epoch's spread
     assert peaked["test_acc"] == 0.9 and not peaked["flag_gc_peak_at_init"]
     diverged = table.set_index("lambda").loc[1.0]
     assert diverged["gc_init"] == 9.0 and diverged["gc_peak_epoch"] == 0
     assert diverged["flag_gc_peak_at_init"]  # its GC only fell before it diverged
     assert np.isnan(diverged["gc_final"]) and np.isnan(diverged["gc_peak"])
+    assert np.isnan(diverged["gc_final_scale_free"])
     assert list(history.columns) == list(capacity.HISTORY_COLUMNS)
     assert len(history) == 3 + 3 + 2  # the epoch without GC is left out
     assert list(history[history["lambda"] == 0.25]["gc"]) == [1.0, 7.0, 5.0]

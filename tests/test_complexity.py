@@ -164,6 +164,7 @@ def test_gc_is_recorded_at_init_every_k_epochs_and_at_the_end(digits):
     assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4, 5]
     assert [row["epoch"] for row in history if "gc" in row] == [0, 2, 4, 5]
     assert all(row["gc"] > 0 and row["gc_stderr"] == 0 for row in history if "gc" in row)
+    assert all(row["logit_var"] > 0 for row in history if "gc" in row)  # recorded with GC
     final = geometric_complexity(model, digits.x_train[:64]).value
     assert history[-1]["gc"] == pytest.approx(final, rel=1e-6)
 
@@ -212,3 +213,28 @@ def test_gc_of_token_inputs_is_taken_with_respect_to_their_embeddings(scaling):
     assert estimate.value == pytest.approx(expected, rel=1e-10)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch, shape, options", [("mlp", (8, 8), {}), ("conv", (3, 8, 8), {})])
+def test_gc_over_the_logits_variance_is_scale_free(arch, shape, options):
+    """Scaling the logits by c (the head's weight and bias) multiplies GC and the logits'
+    variance by c² each: their ratio stays, to float64 round-off."""
+    torch.manual_seed(0)
+    model = models.build_model(arch, shape, 10, 8, 3, "inv", **options).double()
+    x = torch.randn(12, *shape, dtype=torch.float64)
+    gc = geometric_complexity(model, x).value
+    spread = complexity.logit_spread(model, x)["logit_var"]
+    head = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(7.0)
+        head.bias.mul_(7.0)
+    scaled_gc = geometric_complexity(model, x).value
+    scaled_spread = complexity.logit_spread(model, x)["logit_var"]
+    assert scaled_gc == pytest.approx(49 * gc, rel=1e-12)
+    assert scaled_spread == pytest.approx(49 * spread, rel=1e-12)
+    assert scaled_gc / scaled_spread == pytest.approx(gc / spread, rel=1e-12)
+    # by hand: the mean over classes of each logit's variance over the inputs
+    with torch.no_grad():
+        logits = model.eval()(x)
+    expected = ((logits - logits.mean(0)) ** 2).sum(0).div(len(x) - 1).mean().item()
+    assert scaled_spread == pytest.approx(expected, rel=1e-12)

@@ -46,6 +46,22 @@ class GCEstimate:
     probes: int  # 0 for the exact method
 
 
+def logit_spread(model, x):
+    """``{"logit_var": ...}``: the variance of the logits over the inputs ``x``, averaged
+    over classes (eval mode). GC grows as c² when the logits are scaled by c, and so does
+    this: GC / logit_var is a scale-free GC, comparable across runs whose logits differ
+    in scale (an exploded initialisation, a large λ) rather than in shape."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x).double()
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+    return {"logit_var": logits.var(dim=0).mean().item()}
+
+
 def geometric_complexity(
     model, x, method="exact", probes=8, chunk_size=256, generator=None
 ) -> GCEstimate:
@@ -180,4 +196,4 @@ class GCTracker:
             estimate.n_inputs,
             time.perf_counter() - start,
         )
-        return {"gc": estimate.value, "gc_stderr": estimate.stderr}
+        return {"gc": estimate.value, "gc_stderr": estimate.stderr, **logit_spread(model, self.x)}

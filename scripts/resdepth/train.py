@@ -45,6 +45,7 @@ HISTORY_COLUMNS = (
     "wall_time_s",
     "gc",  # empty where GC was not measured (see complexity.GCTracker)
     "gc_stderr",
+    "logit_var",  # the logits' variance where GC was measured: GC / logit_var is scale-free
 )
 
 
