@@ -129,7 +129,7 @@ rule plot_expansion:
     conda:
         "../../envs/resdepth.yaml"
     params:
-        figure="{figure}",
+        draw="expansion_plots.{figure}_figure",
     script:
         "../../scripts/plot_expansion.py"
 
@@ -217,7 +217,7 @@ rule plot_transformer:
     truncated_accuracy of trained runs)."""
     input:
         unpack(transformer_figure_tables),
-        lib=lib("plot_transformer"),
+        lib=lib("plot_expansion"),
     output:
         pdf="results/figures/transformer_{figure}.pdf",
         png=report(
@@ -235,6 +235,6 @@ rule plot_transformer:
     conda:
         "../../envs/resdepth.yaml"
     params:
-        figure="{figure}",
+        draw="transformer_plots.{figure}_transformer_figure",
     script:
-        "../../scripts/plot_transformer.py"
+        "../../scripts/plot_expansion.py"
