@@ -5,8 +5,10 @@ and `snakemake ...` in backticks), so a new one is tested as soon as it is writt
 run in the documents' order, with bash, in a copy of the tiny run (conftest's `finished`)
 whose embedded default is the tiny config: a command that runs the default pipeline runs
 the smoke test for real. A command for `config/paper.yaml` or the SLURM profile (CIFAR-10,
-GPUs, a cluster) runs as a dry run, and must still name its cores or a profile, as a
-real run needs. Snakemake runs on the runtime install (tests/runtime_only.py).
+GPUs, a cluster), or for `config/transformer.yaml` (ten minutes of CPU training, which
+tests/test_transformer_studies.py covers in small), runs as a dry run, and must still name
+its cores or a profile, as a real run needs. Snakemake runs on the runtime install
+(tests/runtime_only.py).
 """
 
 import os
@@ -83,9 +85,11 @@ def documented():
 
 
 def as_run_here(command):
-    """The command as these tests run it: paper-scale, SLURM and conda runs as dry runs."""
+    """The command as these tests run it: paper-scale, transformer-study, SLURM and conda
+    runs as dry runs."""
     snakemake = re.search(r"(^|\s|&&\s*)(\S*snakemake)\s", command)
-    heavy = any(part in command for part in ("config/paper.yaml", "profiles/slurm", "conda"))
+    heavy = ("config/paper.yaml", "config/transformer.yaml", "profiles/slurm", "conda")
+    heavy = any(part in command for part in heavy)
     if snakemake and heavy and not RUNS_NO_JOB.search(command):
         start = snakemake.end(2)
         return command[:start] + " --dry-run" + command[start:]
