@@ -134,6 +134,7 @@ def test_plotting_change_redraws_only_figures_and_model_change_retrains(finished
     edit(workflow.path("scripts/resdepth/plots.py"))
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("plot_expansion") == 4
+    assert jobs.pop("plot_transformer") == 3  # the transformer studies' figures at init
     # the λ sweep's figures use plots.py too; `paper` collects the redrawn figures and
     # `claims_page` embeds them (no verdict is recomputed: `claims` does not rerun)
     assert jobs == dict.fromkeys([*FIGURE_RULES, "plot_capacity", "claims_page", "paper", "all"], 1)
@@ -249,7 +250,11 @@ def test_expansion_code_change_reruns_only_expansion_rules(finished, tmp_path):
     jobs = workflow.planned_jobs(tiny_config())
     assert jobs.pop("expansion_run") == n_cells(tiny_config()["grid"])
     assert jobs.pop("plot_expansion") == 4
+    # the transformer studies at init take their terms from expansion.py too, and their
+    # truncation and radius figures are redrawn from the new tables
+    assert jobs.pop("plot_transformer") == 2
     rules = ("expansion_tables", "expansion_truncation", "claims", "claims_page", "paper", "all")
+    rules += ("expansion_truncation_transformer", "radius_transformer")
     assert jobs == dict.fromkeys(rules, 1)
 
 
