@@ -268,13 +268,17 @@ def validation_error(config):
     return None
 
 
-@pytest.mark.parametrize("name", BAD_CONFIGS)
-def test_bad_config_is_refused_naming_the_key(name):
-    change, expected_words = BAD_CONFIGS[name]
+def assert_refused_naming(name, change, expected_words):
+    """The default config changed by ``change`` is refused with every expected word."""
     message = validation_error(change(default_config()))
     assert message is not None, f"{name}: accepted"
     for word in expected_words:
         assert word in message, f"{name}: {word!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_config_is_refused_naming_the_key(name):
+    assert_refused_naming(name, *BAD_CONFIGS[name])
 
 
 #: Valid configs at the edges of what the checks allow.

@@ -2,7 +2,7 @@
 
 import pytest
 from conftest import default_config
-from test_config import chain, mutate, validation_error
+from test_config import assert_refused_naming, chain, mutate, validation_error
 
 TRANSFORMER_GRID = chain(
     mutate("grid.dataset", ["recall"]),
@@ -90,11 +90,7 @@ BAD_CONFIGS = {
 
 @pytest.mark.parametrize("name", BAD_CONFIGS)
 def test_bad_transformer_config_is_refused_naming_the_key(name):
-    change, expected_words = BAD_CONFIGS[name]
-    message = validation_error(change(default_config()))
-    assert message is not None, f"{name}: accepted"
-    for word in expected_words:
-        assert word in message, f"{name}: {word!r} not in {message!r}"
+    assert_refused_naming(name, *BAD_CONFIGS[name])
 
 
 EDGE_CONFIGS = {
